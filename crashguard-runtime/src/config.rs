@@ -1,0 +1,195 @@
+//! What [`install`](crate::install) sets up, with defaults that suit a pod and environment
+//! variables that override the code.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `CRASHGUARD_GRACE_PERIOD` | shutdown deadline, e.g. `25s`, `1500ms`, `1m 30s` | [`Config::grace_period`], else 30 s |
+//! | `CRASHGUARD_TERMINATION_LOG` | file for the termination message; empty turns it off | `/dev/termination-log` when it exists and is writable |
+//! | `CRASHGUARD_BACKTRACE` | `0`, `false` or `off` leaves backtraces out of panic records | on |
+//!
+//! An environment value that cannot be read is reported in a `config` record at install and the
+//! code's value is used instead.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::record::{Record, Severity, MAX_RECORD_BYTES, MIN_RECORD_BYTES};
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+/// Where Kubernetes reads a container's termination message by default.
+pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// The settings of [`install`](crate::install) and `#[crash_guarded]` on main.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let config = crashguard_runtime::Config::new()
+///     .grace_period(Duration::from_secs(25))
+///     .backtrace(false)
+///     .termination_log("/tmp/termination-log");
+/// assert_eq!(config.get_grace_period(), Duration::from_secs(25));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    grace_period: Duration,
+    backtrace: bool,
+    termination_log: TerminationLog,
+    max_record_bytes: usize,
+    keep_previous_panic_hook: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TerminationLog {
+    /// `/dev/termination-log` when it exists and is writable.
+    KubernetesDefault,
+    At(PathBuf),
+    Off,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+impl Config {
+    /// The defaults: a 30 s grace period, backtraces on, the Kubernetes termination log, 16 KiB
+    /// records, and std's previous panic hook replaced.
+    pub fn new() -> Config {
+        Config {
+            grace_period: DEFAULT_GRACE_PERIOD,
+            backtrace: true,
+            termination_log: TerminationLog::KubernetesDefault,
+            max_record_bytes: MAX_RECORD_BYTES,
+            keep_previous_panic_hook: false,
+        }
+    }
+
+    /// How long a graceful shutdown may take before crashguard ends the process itself.
+    /// Set it a little below the pod's `terminationGracePeriodSeconds`.
+    /// `CRASHGUARD_GRACE_PERIOD` overrides it.
+    pub fn grace_period(mut self, grace_period: Duration) -> Config {
+        self.grace_period = grace_period;
+        self
+    }
+
+    /// Whether panic records carry a backtrace (they do by default, whatever `RUST_BACKTRACE`
+    /// says: a service's panic is rare and the trace is the evidence).
+    /// `CRASHGUARD_BACKTRACE=0` overrides it.
+    pub fn backtrace(mut self, enabled: bool) -> Config {
+        self.backtrace = enabled;
+        self
+    }
+
+    /// Writes the termination message to `path` instead of `/dev/termination-log`.
+    /// `CRASHGUARD_TERMINATION_LOG` overrides it.
+    pub fn termination_log(mut self, path: impl Into<PathBuf>) -> Config {
+        self.termination_log = TerminationLog::At(path.into());
+        self
+    }
+
+    /// Writes no termination message.
+    pub fn no_termination_log(mut self) -> Config {
+        self.termination_log = TerminationLog::Off;
+        self
+    }
+
+    /// Caps every record at `bytes`, newline included, between 1 KiB and the default 16 KiB
+    /// (longer lines are split by containerd and CRI-O).
+    pub fn max_record_bytes(mut self, bytes: usize) -> Config {
+        self.max_record_bytes = bytes.clamp(MIN_RECORD_BYTES, MAX_RECORD_BYTES);
+        self
+    }
+
+    /// Also runs the panic hook that was installed before crashguard's, after crashguard's
+    /// record. Off by default: the hook before is usually std's, whose multi-line text would
+    /// break a stderr that is otherwise all JSON.
+    pub fn keep_previous_panic_hook(mut self, keep: bool) -> Config {
+        self.keep_previous_panic_hook = keep;
+        self
+    }
+
+    /// The grace period set in code (the environment is read at install).
+    pub fn get_grace_period(&self) -> Duration {
+        self.grace_period
+    }
+
+    /// Applies the environment over the code's values, reporting values it cannot read.
+    pub(crate) fn resolve(&self) -> Settings {
+        let mut settings = Settings {
+            grace_period: self.grace_period,
+            backtrace: self.backtrace,
+            termination_log: match &self.termination_log {
+                TerminationLog::KubernetesDefault => kubernetes_termination_log(),
+                TerminationLog::At(path) => Some(path.clone()),
+                TerminationLog::Off => None,
+            },
+            max_record_bytes: self.max_record_bytes,
+            keep_previous_panic_hook: self.keep_previous_panic_hook,
+        };
+        if let Some(value) = env("CRASHGUARD_GRACE_PERIOD") {
+            match humantime::parse_duration(value.trim()) {
+                Ok(grace_period) => settings.grace_period = grace_period,
+                Err(error) => report_bad_env("CRASHGUARD_GRACE_PERIOD", &value, &error.to_string()),
+            }
+        }
+        if let Some(value) = std::env::var_os("CRASHGUARD_TERMINATION_LOG") {
+            settings.termination_log = (!value.is_empty()).then(|| PathBuf::from(value));
+        }
+        if let Some(value) = env("CRASHGUARD_BACKTRACE") {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "0" | "false" | "off" | "no" => settings.backtrace = false,
+                "1" | "true" | "on" | "yes" | "full" => settings.backtrace = true,
+                _ => report_bad_env("CRASHGUARD_BACKTRACE", &value, "expected 1 or 0"),
+            }
+        }
+        settings
+    }
+}
+
+/// A [`Config`] with the environment applied: what actually runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) grace_period: Duration,
+    pub(crate) backtrace: bool,
+    pub(crate) termination_log: Option<PathBuf>,
+    pub(crate) max_record_bytes: usize,
+    pub(crate) keep_previous_panic_hook: bool,
+}
+
+fn env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(raw)) => {
+            report_bad_env(name, &raw.to_string_lossy(), "not valid UTF-8");
+            None
+        }
+    }
+}
+
+fn report_bad_env(name: &str, value: &str, problem: &str) {
+    let mut record = Record::new("config", Severity::Warning);
+    record.display(
+        "message",
+        format_args!("ignored {name}={value:?}: {problem}; using the value set in code"),
+        2048,
+    );
+    record.str("config.variable", name);
+    record.str_max("config.value", value, 1024);
+    crate::record::write_line(record.finish(), crate::record::Wait::Patiently);
+}
+
+/// `/dev/termination-log` if this container has one we may write; checked without truncating it.
+fn kubernetes_termination_log() -> Option<PathBuf> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(DEFAULT_TERMINATION_LOG)
+        .ok()
+        .map(|_| PathBuf::from(DEFAULT_TERMINATION_LOG))
+}

@@ -1,0 +1,123 @@
+//! Guarding `main`: install, run the body under `catch_unwind`, end with one exit record.
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use crate::exit::{exit_process, exit_returned, ExitReason, MainOutput, EXIT_PANIC};
+use crate::guard::{catch, catch_future};
+use crate::panic::PanicReport;
+use crate::{install, Config};
+
+/// Runs `body` as a guarded `main`: installs crashguard with `config`, runs the body, and ends
+/// the process with exactly one `exit` record: code 0 (or the returned [`ExitCode`]) when it
+/// returns, 1 when it returns `Err`, 101 when it panics. This is what `#[crash_guarded]` on a
+/// sync `main` expands to.
+///
+/// [`ExitCode`]: std::process::ExitCode
+///
+/// # Example
+///
+/// ```no_run
+/// fn main() {
+///     crashguard_runtime::run(crashguard_runtime::Config::new(), || -> Result<(), String> {
+///         let port: u16 = "8080".parse().map_err(|e| format!("bad port: {e}"))?;
+///         println!("listening on {port}");
+///         Ok(())
+///     })
+/// }
+/// ```
+pub fn run<T: MainOutput>(config: Config, body: impl FnOnce() -> T) -> ! {
+    run_named(config, "main", body)
+}
+
+/// [`run`], naming the guarded function in panic records.
+#[doc(hidden)]
+pub fn run_named<T: MainOutput>(
+    config: Config,
+    function: &'static str,
+    body: impl FnOnce() -> T,
+) -> ! {
+    install(config);
+    finish(catch(function, body))
+}
+
+/// Guards the body of an `async fn main` that another attribute (`#[tokio::main]`) runs: the
+/// returned future never completes, it ends the process instead.
+#[doc(hidden)]
+pub async fn run_future_named<T: MainOutput>(
+    config: Config,
+    function: &'static str,
+    body: impl Future<Output = T>,
+) -> Infallible {
+    install(config);
+    finish(catch_future(function, body).await)
+}
+
+/// Which tokio runtime crashguard builds for an `async fn main` it runs itself.
+#[cfg(feature = "tokio")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// One thread, as `#[tokio::main(flavor = "current_thread")]`.
+    CurrentThread,
+    /// A worker pool, as `#[tokio::main]`; `None` means one worker per core.
+    MultiThread(Option<usize>),
+}
+
+/// Runs `body` as a guarded `async fn main` on a tokio runtime of the given flavor; otherwise as
+/// [`run`].
+///
+/// # Example
+///
+/// ```no_run
+/// use crashguard_runtime::{run_async, Config, Flavor};
+///
+/// fn main() {
+///     run_async(Config::new(), Flavor::CurrentThread, async {
+///         tokio::task::yield_now().await;
+///     })
+/// }
+/// ```
+#[cfg(feature = "tokio")]
+pub fn run_async<T: MainOutput>(
+    config: Config,
+    flavor: Flavor,
+    body: impl Future<Output = T>,
+) -> ! {
+    run_async_named(config, "main", flavor, body)
+}
+
+/// [`run_async`], naming the guarded function in panic records.
+#[cfg(feature = "tokio")]
+#[doc(hidden)]
+pub fn run_async_named<T: MainOutput>(
+    config: Config,
+    function: &'static str,
+    flavor: Flavor,
+    body: impl Future<Output = T>,
+) -> ! {
+    install(config);
+    let mut builder = match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread(workers) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(workers) = workers {
+                builder.worker_threads(workers);
+            }
+            builder
+        }
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => finish(runtime.block_on(catch_future(function, body))),
+        Err(error) => {
+            let error = format!("could not start the tokio runtime: {error}");
+            exit_process(crate::exit::EXIT_ERROR, ExitReason::Error(&error))
+        }
+    }
+}
+
+fn finish<T: MainOutput>(result: Result<T, PanicReport>) -> ! {
+    match result {
+        Ok(output) => exit_returned(output.into_exit()),
+        Err(report) => exit_process(EXIT_PANIC, ExitReason::Panic(&report)),
+    }
+}

@@ -1,0 +1,154 @@
+//! The last record of every process, its exit code, and the Kubernetes termination message.
+//!
+//! | how it ended | `exit.reason` | exit code |
+//! |---|---|---|
+//! | main returned `()`, `Ok`, or an [`ExitCode`] | `returned` | 0, or that code |
+//! | main returned `Err(e)` | `error` | 1 |
+//! | a panic escaped main | `panic` | 101 |
+//!
+//! When the code is not 0 a short summary also goes to the termination log (see
+//! [`Config::termination_log`](crate::Config::termination_log)), which `kubectl describe pod`
+//! shows as the container's last state message. It is overwritten, never appended to: the last
+//! death is the one to show. The kubelet keeps at most 4096 bytes of it, so crashguard writes no
+//! more than that.
+
+use std::fmt::Debug;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::panic::PanicReport;
+use crate::record::{self, Record, Severity};
+
+/// The most the kubelet keeps of a termination message.
+pub const TERMINATION_MESSAGE_MAX_BYTES: usize = 4096;
+
+/// The exit code of a process whose `main` returned `Err`, as std's own.
+pub const EXIT_ERROR: i32 = 1;
+
+/// The exit code of a process ended by a panic, as std's own.
+pub const EXIT_PANIC: i32 = 101;
+
+/// What a `#[crash_guarded]` (or [`run`](crate::run)) `main` may return: `()`, [`ExitCode`], or
+/// `Result<T, E>` of those with any `E: Debug` (`anyhow::Error`, `Box<dyn Error>`, …).
+#[diagnostic::on_unimplemented(
+    message = "`#[crash_guarded]` main cannot return `{Self}`",
+    label = "return `()`, `std::process::ExitCode`, or `Result<(), E>` with `E: Debug`"
+)]
+pub trait MainOutput {
+    /// The exit this value asks for.
+    fn into_exit(self) -> MainExit;
+}
+
+/// The exit a `main` asked for by what it returned.
+#[derive(Debug)]
+pub struct MainExit {
+    code: i32,
+    error: Option<String>,
+}
+
+impl MainOutput for () {
+    fn into_exit(self) -> MainExit {
+        MainExit {
+            code: 0,
+            error: None,
+        }
+    }
+}
+
+impl MainOutput for ExitCode {
+    fn into_exit(self) -> MainExit {
+        // ExitCode hides its value; it can only be compared.
+        let code = (0..=u8::MAX)
+            .find(|&candidate| ExitCode::from(candidate) == self)
+            .map_or(EXIT_ERROR, i32::from);
+        MainExit { code, error: None }
+    }
+}
+
+impl<T: MainOutput, E: Debug> MainOutput for Result<T, E> {
+    fn into_exit(self) -> MainExit {
+        match self {
+            Ok(value) => value.into_exit(),
+            // Debug, as std's own `main` prints it: for anyhow that includes the causes.
+            Err(error) => MainExit {
+                code: EXIT_ERROR,
+                error: Some(format!("{error:?}")),
+            },
+        }
+    }
+}
+
+/// Why the process is ending; each has its `exit.reason`.
+pub(crate) enum ExitReason<'a> {
+    Returned,
+    Error(&'a str),
+    Panic(&'a PanicReport),
+}
+
+/// Ends the process after `main` returned.
+pub(crate) fn exit_returned(exit: MainExit) -> ! {
+    match &exit.error {
+        Some(error) => exit_process(exit.code, ExitReason::Error(error)),
+        None => exit_process(exit.code, ExitReason::Returned),
+    }
+}
+
+/// Writes the exit record (and, for a bad end, the termination message), then exits. Only the
+/// first caller gets through: every way out leaves exactly one exit record.
+pub(crate) fn exit_process(code: i32, reason: ExitReason<'_>) -> ! {
+    static EXITING: AtomicBool = AtomicBool::new(false);
+    if EXITING.swap(true, Ordering::SeqCst) {
+        // Another thread is already writing the last record and will end the process.
+        loop {
+            std::thread::park();
+        }
+    }
+
+    let severity = if code == 0 {
+        Severity::Info
+    } else {
+        Severity::Error
+    };
+    let mut record = Record::new("exit", severity);
+    let (reason_name, detail) = match &reason {
+        ExitReason::Returned => ("returned", None),
+        ExitReason::Error(error) => ("error", Some(format!("main returned an error: {error}"))),
+        ExitReason::Panic(report) => ("panic", Some(report.summary())),
+    };
+    record.display(
+        "message",
+        format_args!("exited with {code}: {}", detail.as_deref().unwrap_or("main returned")),
+        2048,
+    );
+    record.i64("exit.code", i64::from(code));
+    record.str("exit.reason", reason_name);
+    if let ExitReason::Panic(report) = &reason {
+        record.display("incident.id", report.incident_id(), usize::MAX);
+    }
+    if let ExitReason::Error(error) = &reason {
+        record.str_max("error.message", error, 8 * 1024);
+    }
+    record.millis("process.uptime_ms", crate::uptime());
+    record::write_line(record.finish(), record::Wait::Patiently);
+
+    if code != 0 {
+        if let (Some(path), Some(detail)) = (crate::settings().termination_log.as_deref(), &detail) {
+            write_termination_message(path, detail);
+        }
+    }
+    std::process::exit(code)
+}
+
+/// Replaces the termination log's content with `message`, cut to what the kubelet keeps.
+pub(crate) fn write_termination_message(path: &Path, message: &str) {
+    let mut end = message.len().min(TERMINATION_MESSAGE_MAX_BYTES);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    // A message that cannot be written changes nothing about how the process ends.
+    if let Ok(mut file) = std::fs::File::create(path) {
+        let _ = file.write_all(&message.as_bytes()[..end]);
+    }
+}

@@ -1,0 +1,82 @@
+//! The runtime behind [crashguard](https://docs.rs/crashguard): everything that runs when a
+//! `#[crash_guarded]` program panics, returns or exits. Depend on `crashguard`, which re-exports
+//! this crate; the attribute expands to calls into it.
+//!
+//! One concern per module:
+//!
+//! - [`record`]: the one-line JSON record and its writer,
+//! - [`panic`]: the panic hook, incident ids and [`PanicReport`],
+//! - [`exit`]: exit records, exit codes and the termination message,
+//! - [`config`]: [`Config`] and its environment overrides,
+//! - [`guard`]: catching panics in functions and futures.
+
+#![warn(missing_docs)]
+
+mod backtrace;
+pub mod config;
+mod entry;
+pub mod exit;
+pub mod guard;
+pub mod panic;
+pub mod record;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use config::Config;
+#[cfg(feature = "tokio")]
+pub use entry::{run_async, run_async_named, Flavor};
+pub use entry::{run, run_future_named, run_named};
+pub use exit::{MainExit, MainOutput};
+pub use panic::{IncidentId, PanicLocation, PanicReport};
+
+use config::Settings;
+
+struct Installed {
+    settings: Settings,
+    since: Instant,
+}
+
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
+
+/// Installs crashguard for this process: the environment is read, and the panic hook replaces
+/// the previous one (see [`panic`]). This is what `#[crash_guarded]` on `main` does first, for
+/// programs that do not use the attribute.
+///
+/// Installing is idempotent: the first call's [`Config`] stays in force and later calls do
+/// nothing.
+///
+/// # Example
+///
+/// ```
+/// crashguard_runtime::install(crashguard_runtime::Config::new().backtrace(false));
+/// let caught = std::panic::catch_unwind(|| panic!("boom"));
+/// assert!(caught.is_err()); // and stderr got one JSON record for it
+/// ```
+pub fn install(config: Config) {
+    INSTALLED.get_or_init(|| {
+        let settings = config.resolve();
+        record::set_record_limit(settings.max_record_bytes);
+        panic::install_hook(settings.backtrace, settings.keep_previous_panic_hook);
+        Installed {
+            settings,
+            since: Instant::now(),
+        }
+    });
+}
+
+/// The settings in force: those installed, or the defaults with the environment applied.
+pub(crate) fn settings() -> &'static Settings {
+    static UNINSTALLED: OnceLock<Settings> = OnceLock::new();
+    match INSTALLED.get() {
+        Some(installed) => &installed.settings,
+        None => UNINSTALLED.get_or_init(|| Config::new().resolve()),
+    }
+}
+
+/// Time since [`install`].
+pub(crate) fn uptime() -> Duration {
+    INSTALLED
+        .get()
+        .map_or(Duration::ZERO, |installed| installed.since.elapsed())
+}

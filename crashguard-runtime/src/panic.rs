@@ -1,0 +1,349 @@
+//! The panic hook: one record per panic, with an incident id, the place, the thread, the guarded
+//! function and a backtrace folded into the line.
+//!
+//! # What happens to the hook that was there before
+//!
+//! [`install`](crate::install) replaces it. std's default hook writes several lines of plain text,
+//! which would break a stderr that is otherwise all JSON, so by default the previous hook is
+//! dropped. [`Config::keep_previous_panic_hook`](crate::Config::keep_previous_panic_hook) keeps it
+//! and runs it after crashguard's record.
+//!
+//! # Where the record goes
+//!
+//! When the application has a `tracing` subscriber that takes `ERROR` events for the `crashguard`
+//! target, the record is a `tracing` event, emitted on the panicking thread inside its current
+//! span, so it carries that span's fields and the application's own log format. Otherwise it is
+//! crashguard's JSON line on stderr.
+//!
+//! # Panics in the hook
+//!
+//! std aborts a thread that panics inside its panic hook instead of calling the hook again, so a
+//! panicking subscriber cannot make the hook recurse; the abort is a fatal signal of its own.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::panic::PanicHookInfo;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use crate::record::{self, Record, Severity};
+
+/// Identifies one panic: printed in its record, in the termination message and, for a request,
+/// in the 500 the client receives, so a bug report leads to the log line.
+///
+/// Eight hex digits chosen at random when the process starts, then a sequence number:
+/// `3f9a1c07-1`, `3f9a1c07-2`, …; unique within the process and very likely across replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IncidentId {
+    process: u32,
+    sequence: u64,
+}
+
+impl IncidentId {
+    /// A fresh id, never handed out before in this process.
+    pub fn next() -> IncidentId {
+        static SEQUENCE: AtomicU64 = AtomicU64::new(1);
+        IncidentId {
+            process: process_tag(),
+            sequence: SEQUENCE.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}-{}", self.process, self.sequence)
+    }
+}
+
+fn process_tag() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    static TAG: OnceLock<u32> = OnceLock::new();
+    *TAG.get_or_init(|| {
+        // RandomState is seeded from the OS's randomness; pid and time make forks differ too.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos()),
+        );
+        hasher.finish() as u32
+    })
+}
+
+/// What crashguard knows about one panic: given to fallbacks and kept for the exit record.
+#[derive(Debug, Clone)]
+pub struct PanicReport {
+    incident_id: IncidentId,
+    message: String,
+    location: Option<PanicLocation>,
+    thread_name: String,
+    function: Option<&'static str>,
+}
+
+/// Where a panic happened in the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanicLocation {
+    /// The source file, as the compiler saw it (`src/main.rs`).
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+impl fmt::Display for PanicLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+impl PanicReport {
+    /// The incident id, also in the panic's record.
+    pub fn incident_id(&self) -> IncidentId {
+        self.incident_id
+    }
+
+    /// The panic's message, or a placeholder for a payload that is not a string. This is
+    /// internal detail: log it, never send it to a client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Where the panic happened, when std knows.
+    pub fn location(&self) -> Option<&PanicLocation> {
+        self.location.as_ref()
+    }
+
+    /// The name of the thread that panicked (`<unnamed>` for a thread without one).
+    pub fn thread_name(&self) -> &str {
+        &self.thread_name
+    }
+
+    /// The `#[crash_guarded]` function the panic happened in, as `module::function`.
+    pub fn function(&self) -> Option<&'static str> {
+        self.function
+    }
+
+    /// One line for a human: `panic in app::main at src/main.rs:4:5: boom [incident 3f9a1c07-1]`.
+    pub fn summary(&self) -> String {
+        let mut text = String::from("panic");
+        if let Some(function) = self.function {
+            text.push_str(" in ");
+            text.push_str(function);
+        }
+        if let Some(location) = &self.location {
+            text.push_str(&format!(" at {location}"));
+        }
+        text.push_str(&format!(": {} [incident {}]", self.message, self.incident_id));
+        text
+    }
+}
+
+/// Stands for a panic payload that is neither `&str` nor `String` (`panic_any(42)`).
+pub const NON_STRING_PAYLOAD: &str = "Box<dyn Any> (a panic payload that is not a string)";
+
+thread_local! {
+    /// The `#[crash_guarded]` function running on this thread, if any.
+    static GUARDED_FUNCTION: Cell<Option<&'static str>> = const { Cell::new(None) };
+    /// The last panic the hook reported on this thread, for the code that catches it.
+    static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
+}
+
+/// Names the guarded function on this thread while alive; restores the outer name on drop.
+pub(crate) struct GuardedScope {
+    outer: Option<&'static str>,
+}
+
+impl GuardedScope {
+    #[inline]
+    pub(crate) fn enter(function: &'static str) -> GuardedScope {
+        GuardedScope {
+            outer: GUARDED_FUNCTION.with(|current| current.replace(Some(function))),
+        }
+    }
+}
+
+impl Drop for GuardedScope {
+    #[inline]
+    fn drop(&mut self) {
+        GUARDED_FUNCTION.with(|current| current.set(self.outer));
+    }
+}
+
+/// The report of the panic that was just caught on this thread: the hook's, or, when another hook
+/// replaced crashguard's, one made now and recorded now, so no panic goes unrecorded.
+pub(crate) fn take_caught(payload: &(dyn Any + Send), function: &'static str) -> PanicReport {
+    if let Some(report) = LAST_PANIC.with(|last| last.borrow_mut().take()) {
+        return report;
+    }
+    let report = PanicReport {
+        incident_id: IncidentId::next(),
+        message: payload_text(payload).to_owned(),
+        location: None,
+        thread_name: current_thread_name(),
+        function: Some(function),
+    };
+    write_record(&report, None);
+    report
+}
+
+/// Installs the hook once; later calls do nothing.
+pub(crate) fn install_hook(backtrace: bool, keep_previous: bool) {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report_panic(info, backtrace);
+            if keep_previous {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
+    let report = PanicReport {
+        incident_id: IncidentId::next(),
+        message: payload_text(info.payload()).to_owned(),
+        location: info.location().map(|location| PanicLocation {
+            file: location.file().to_owned(),
+            line: location.line(),
+            column: location.column(),
+        }),
+        thread_name: current_thread_name(),
+        function: GUARDED_FUNCTION.with(Cell::get),
+    };
+    let trace = backtrace.then(crate::backtrace::capture);
+    write_record(&report, trace.as_deref());
+    LAST_PANIC.with(|last| *last.borrow_mut() = Some(report));
+}
+
+fn payload_text(payload: &(dyn Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&'static str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        NON_STRING_PAYLOAD
+    }
+}
+
+fn current_thread_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("<unnamed>")
+        .to_owned()
+}
+
+/// The panic's message, cut so that the trace still fits in the record.
+const MESSAGE_MAX_BYTES: usize = 8 * 1024;
+/// The human `message` field repeats the panic message; keep that copy short.
+const SUMMARY_MAX_BYTES: usize = 1024;
+
+fn write_record(report: &PanicReport, trace: Option<&str>) {
+    if tracing_wants_it() {
+        emit_tracing_event(report, trace);
+        return;
+    }
+    let mut record = Record::new("panic", Severity::Error);
+    record.display("message", Summary(report), SUMMARY_MAX_BYTES);
+    record.display("incident.id", report.incident_id, usize::MAX);
+    record.str("thread.name", &report.thread_name);
+    record.i64("thread.id", i64::from(record::current_thread_id()));
+    if let Some(function) = report.function {
+        record.str("code.function.name", function);
+    }
+    if let Some(location) = &report.location {
+        record.str("code.file.path", &location.file);
+        record.u64("code.line.number", u64::from(location.line));
+        record.u64("code.column.number", u64::from(location.column));
+    }
+    record.str("exception.type", "panic");
+    record.str_max("exception.message", &report.message, MESSAGE_MAX_BYTES);
+    if let Some(trace) = trace {
+        record.str("exception.stacktrace", trace);
+    }
+    record::write_line(record.finish(), record::Wait::Patiently);
+}
+
+/// `summary()` without the allocation.
+struct Summary<'a>(&'a PanicReport);
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let report = self.0;
+        f.write_str("panic")?;
+        if let Some(function) = report.function {
+            write!(f, " in {function}")?;
+        }
+        if let Some(location) = &report.location {
+            write!(f, " at {location}")?;
+        }
+        write!(f, ": {}", report.message)
+    }
+}
+
+fn tracing_wants_it() -> bool {
+    tracing::dispatcher::get_default(|dispatch| {
+        !dispatch.is::<tracing::subscriber::NoSubscriber>()
+    }) && tracing::enabled!(target: "crashguard", tracing::Level::ERROR)
+}
+
+fn emit_tracing_event(report: &PanicReport, trace: Option<&str>) {
+    let location = report.location.as_ref();
+    tracing::error!(
+        target: "crashguard",
+        event = "panic",
+        incident.id = %report.incident_id,
+        thread.name = %report.thread_name,
+        thread.id = record::current_thread_id(),
+        code.function.name = report.function,
+        code.file.path = location.map(|l| l.file.as_str()),
+        code.line.number = location.map(|l| l.line),
+        code.column.number = location.map(|l| l.column),
+        exception.r#type = "panic",
+        exception.message = %report.message,
+        exception.stacktrace = trace,
+        "{}",
+        Summary(report),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incident_ids_are_distinct_short_and_printable() {
+        let first = IncidentId::next().to_string();
+        let second = IncidentId::next().to_string();
+        assert_ne!(first, second);
+        assert_eq!(first[..9], second[..9], "same process, same prefix");
+        assert!(first.len() <= 20 && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+    }
+
+    #[test]
+    fn the_summary_names_function_place_message_and_incident() {
+        let report = PanicReport {
+            incident_id: IncidentId {
+                process: 0xabc,
+                sequence: 7,
+            },
+            message: "boom".into(),
+            location: Some(PanicLocation {
+                file: "src/main.rs".into(),
+                line: 4,
+                column: 5,
+            }),
+            thread_name: "main".into(),
+            function: Some("app::main"),
+        };
+        assert_eq!(
+            report.summary(),
+            "panic in app::main at src/main.rs:4:5: boom [incident 00000abc-7]"
+        );
+    }
+}

@@ -1,0 +1,505 @@
+//! The one-line JSON record and the writer that puts it on stderr.
+//!
+//! Every record is a single JSON object followed by `\n`, built in a fixed buffer on the stack and
+//! handed to the kernel with as few `write(2)` calls as the pipe allows (one, for a record of up
+//! to 4096 bytes on a pipe). Building and writing allocate nothing and take no blocking lock, so
+//! the same code serves the panic hook and, later, a signal handler.
+//!
+//! # The line cannot be broken
+//!
+//! Every string is escaped as JSON: quotes, backslashes, all control characters (C0, DEL and C1,
+//! which covers ANSI escape sequences), and the line and paragraph separators U+2028/U+2029.
+//! Invalid UTF-8 becomes U+FFFD. So no input can end the line early or forge a second record.
+//!
+//! # The line is bounded
+//!
+//! containerd and CRI-O split a log line longer than 16 KiB into partial records, which most
+//! pipelines never join again. A record is therefore at most [`MAX_RECORD_BYTES`] long, newline
+//! included. A value that does not fit is cut at a character boundary and ends in
+//! [`TRUNCATION_MARKER`]; a field that does not fit at all is left out, and the record then
+//! carries `"record.truncated":true`.
+//!
+//! # Records never interleave
+//!
+//! A pipe write larger than 4096 bytes may be split and interleaved with other writers. Writers
+//! inside this process take a spin lock first: ordinary callers wait for it, a signal handler
+//! only tries it for a bounded time (the holder may be the very thread it interrupted).
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// The largest record crashguard writes, newline included: 16 KiB, the line length above which
+/// containerd and CRI-O split a log line.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024;
+
+/// The smallest limit [`crate::Config::max_record_bytes`] accepts.
+pub const MIN_RECORD_BYTES: usize = 1024;
+
+/// Ends a string value that was cut to keep the record within its limit.
+pub const TRUNCATION_MARKER: &str = "…[truncated]";
+
+/// Room always kept for `,"record.truncated":true}` and the newline.
+const CLOSING_RESERVE: usize = 32;
+
+static RECORD_LIMIT: AtomicUsize = AtomicUsize::new(MAX_RECORD_BYTES);
+
+pub(crate) fn set_record_limit(bytes: usize) {
+    RECORD_LIMIT.store(
+        bytes.clamp(MIN_RECORD_BYTES, MAX_RECORD_BYTES),
+        Ordering::Relaxed,
+    );
+}
+
+/// How serious a record is, named as Google Cloud Logging names its `severity` levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Routine: a clean exit.
+    Info,
+    /// Normal but significant: a shutdown starts.
+    Notice,
+    /// Something is off but the process goes on: a setting that could not be read.
+    Warning,
+    /// Something went wrong in one place: a panic, an `Err` from main.
+    Error,
+    /// The process dies: a fatal signal.
+    Critical,
+}
+
+impl Severity {
+    /// The level's name as it appears in the `severity` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "INFO",
+            Severity::Notice => "NOTICE",
+            Severity::Warning => "WARNING",
+            Severity::Error => "ERROR",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// One record being built in a fixed buffer. Nothing here allocates.
+pub(crate) struct Record {
+    buf: [u8; MAX_RECORD_BYTES],
+    len: usize,
+    limit: usize,
+    truncated: bool,
+}
+
+impl Record {
+    /// Starts a record with the fields every record has: `time`, `severity`, `event`, and
+    /// `process.pid`. `message` should come next.
+    pub(crate) fn new(event: &str, severity: Severity) -> Record {
+        Record::with_limit(event, severity, RECORD_LIMIT.load(Ordering::Relaxed))
+    }
+
+    fn with_limit(event: &str, severity: Severity, limit: usize) -> Record {
+        let mut record = Record {
+            buf: [0; MAX_RECORD_BYTES],
+            len: 0,
+            limit: limit.clamp(MIN_RECORD_BYTES, MAX_RECORD_BYTES),
+            truncated: false,
+        };
+        record.push(b"{");
+        record.display(
+            "time",
+            humantime::format_rfc3339_micros(SystemTime::now()),
+            usize::MAX,
+        );
+        record.str("severity", severity.as_str());
+        record.str("event", event);
+        record.u64("process.pid", u64::from(std::process::id()));
+        record
+    }
+
+    /// Adds a string field, escaped, cut to `max` bytes of escaped text if longer.
+    pub(crate) fn str_max(&mut self, key: &str, value: &str, max: usize) {
+        self.display(key, value, max);
+    }
+
+    /// Adds a string field, escaped, cut only by the record's own limit.
+    pub(crate) fn str(&mut self, key: &str, value: &str) {
+        self.display(key, value, usize::MAX);
+    }
+
+    /// Adds a field from raw bytes; invalid UTF-8 becomes U+FFFD.
+    pub(crate) fn bytes(&mut self, key: &str, value: &[u8]) {
+        self.display(key, LossyUtf8(value), usize::MAX);
+    }
+
+    /// Adds a string field from anything that can be displayed, escaping as it is formatted,
+    /// without an intermediate `String`.
+    pub(crate) fn display(&mut self, key: &str, value: impl fmt::Display, max: usize) {
+        // Key, quotes and at least one character of value, or the field is left out.
+        if !self.has_room(key.len() + 8 + TRUNCATION_MARKER.len()) {
+            self.truncated = true;
+            return;
+        }
+        self.key(key);
+        self.push(b"\"");
+        let value_end = self
+            .limit
+            .min(self.len.saturating_add(max))
+            .saturating_sub(CLOSING_RESERVE)
+            .max(self.len);
+        let mut writer = EscapingWriter {
+            record: self,
+            end: value_end.saturating_sub(TRUNCATION_MARKER.len() + 1),
+            cut: false,
+        };
+        // An error only means the value was cut; EscapingWriter never fails otherwise.
+        let _ = write!(writer, "{value}");
+        if writer.cut {
+            self.push(TRUNCATION_MARKER.as_bytes());
+            self.truncated = true;
+        }
+        self.push(b"\"");
+    }
+
+    /// Adds an unsigned number.
+    pub(crate) fn u64(&mut self, key: &str, value: u64) {
+        self.raw(key, itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// Adds a signed number.
+    pub(crate) fn i64(&mut self, key: &str, value: i64) {
+        self.raw(key, itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// Adds `true` or `false`.
+    pub(crate) fn bool(&mut self, key: &str, value: bool) {
+        self.raw(key, if value { b"true" } else { b"false" });
+    }
+
+    /// Adds a duration as whole milliseconds.
+    pub(crate) fn millis(&mut self, key: &str, value: Duration) {
+        self.u64(key, u64::try_from(value.as_millis()).unwrap_or(u64::MAX));
+    }
+
+    /// Closes the object and returns the whole line, newline included.
+    pub(crate) fn finish(&mut self) -> &[u8] {
+        if self.truncated {
+            self.push(b",\"record.truncated\":true");
+        }
+        self.push(b"}\n");
+        &self.buf[..self.len]
+    }
+
+    fn raw(&mut self, key: &str, value: &[u8]) {
+        if !self.has_room(key.len() + 4 + value.len()) {
+            self.truncated = true;
+            return;
+        }
+        self.key(key);
+        self.push(value);
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.len > 1 {
+            self.push(b",");
+        }
+        self.push(b"\"");
+        // Keys are crashguard's own constants, but escape them all the same.
+        let _ = write!(
+            EscapingWriter {
+                record: self,
+                end: usize::MAX,
+                cut: false
+            },
+            "{key}"
+        );
+        self.push(b"\":");
+    }
+
+    fn has_room(&self, bytes: usize) -> bool {
+        self.len + bytes + CLOSING_RESERVE <= self.limit
+    }
+
+    /// Appends bytes that were already measured; silently stops at the buffer's end.
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(self.buf.len());
+        let take = end - self.len;
+        self.buf[self.len..end].copy_from_slice(&bytes[..take]);
+        self.len = end;
+    }
+}
+
+/// Escapes what is formatted into it straight into the record, stopping at `end`.
+struct EscapingWriter<'a> {
+    record: &'a mut Record,
+    end: usize,
+    cut: bool,
+}
+
+impl fmt::Write for EscapingWriter<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        if self.cut {
+            return Err(fmt::Error);
+        }
+        for ch in text.chars() {
+            let mut scratch = [0u8; 8];
+            let escaped = escape_char(ch, &mut scratch);
+            if self.record.len + escaped.len() > self.end {
+                self.cut = true;
+                return Err(fmt::Error);
+            }
+            self.record.push(escaped);
+        }
+        Ok(())
+    }
+}
+
+/// The JSON text for one character: itself, or an escape that keeps the line whole.
+fn escape_char(ch: char, scratch: &mut [u8; 8]) -> &[u8] {
+    let short: &[u8] = match ch {
+        '"' => b"\\\"",
+        '\\' => b"\\\\",
+        '\n' => b"\\n",
+        '\r' => b"\\r",
+        '\t' => b"\\t",
+        _ => b"",
+    };
+    if !short.is_empty() {
+        scratch[..short.len()].copy_from_slice(short);
+        return &scratch[..short.len()];
+    }
+    let code = u32::from(ch);
+    // C0, DEL, C1 (ANSI's 8-bit CSI among them) and the separators some JSON readers split on.
+    if code < 0x20 || (0x7f..=0x9f).contains(&code) || code == 0x2028 || code == 0x2029 {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        scratch[..2].copy_from_slice(b"\\u");
+        for (i, shift) in [12, 8, 4, 0].into_iter().enumerate() {
+            scratch[2 + i] = HEX[((code >> shift) & 0xf) as usize];
+        }
+        return &scratch[..6];
+    }
+    ch.encode_utf8(&mut scratch[..]).as_bytes()
+}
+
+/// Displays bytes as text, invalid sequences as U+FFFD, without allocating.
+pub(crate) struct LossyUtf8<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for LossyUtf8<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_char(char::REPLACEMENT_CHARACTER)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Owner of the writer lock: the OS thread id holding it, 0 when free.
+static WRITER: AtomicI32 = AtomicI32::new(0);
+
+/// How a writer waits for the lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Ordinary code: wait as long as the holder needs.
+    Patiently,
+    /// A signal handler: the holder may never run again, so write anyway after a while.
+    Bounded,
+}
+
+/// Writes a finished record to stderr whole. Errors (stderr closed, reader gone) are ignored:
+/// losing a log line must never change how the process ends.
+pub(crate) fn write_line(line: &[u8], wait: Wait) {
+    let me = current_thread_id();
+    let mut holding = false;
+    let mut leading_newline = false;
+    let mut attempts: u32 = 0;
+    loop {
+        match WRITER.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => {
+                holding = true;
+                break;
+            }
+            // We interrupted our own write: waiting would never end. Start on a fresh line.
+            Err(owner) if owner == me => {
+                leading_newline = true;
+                break;
+            }
+            Err(_) if wait == Wait::Bounded && attempts >= 2_000 => break,
+            Err(_) => {
+                attempts = attempts.saturating_add(1);
+                if attempts < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    pause_briefly();
+                }
+            }
+        }
+    }
+    if leading_newline {
+        write_all_stderr(b"\n");
+    }
+    write_all_stderr(line);
+    if holding {
+        WRITER.store(0, Ordering::Release);
+    }
+}
+
+/// `write(2)` to fd 2 until everything is written or the write fails.
+fn write_all_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid, initialised buffer of `bytes.len()` bytes for the whole
+        // call; write(2) is async-signal-safe and only reads from it.
+        let written = unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
+        if written > 0 {
+            bytes = &bytes[written as usize..];
+        } else if written < 0 && last_errno() == libc::EINTR {
+            continue;
+        } else {
+            // EPIPE, EBADF, ENOSPC, …: the line is lost, the process goes on as it would have.
+            return;
+        }
+    }
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Sleeps 50 µs with nanosleep(2), which is async-signal-safe, unlike `thread::sleep`'s
+/// guarantees.
+fn pause_briefly() {
+    let pause = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 50_000,
+    };
+    // SAFETY: `pause` is a valid timespec; a null remainder pointer is allowed.
+    unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+}
+
+/// The kernel's id for the calling thread, as `ps -L` and `/proc/<pid>/task` show it.
+pub(crate) fn current_thread_id() -> i32 {
+    // SAFETY: gettid(2) has no preconditions and is async-signal-safe.
+    unsafe { libc::gettid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn parse(line: &[u8]) -> serde_json::Map<String, Value> {
+        assert_eq!(line.last(), Some(&b'\n'), "a record ends in a newline");
+        let text = std::str::from_utf8(&line[..line.len() - 1]).expect("records are UTF-8");
+        assert!(!text.contains('\n'), "one line only: {text}");
+        match serde_json::from_str(text).expect("records are JSON") {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn every_record_has_time_severity_event_and_pid() {
+        let mut record = Record::new("exit", Severity::Info);
+        record.str("message", "bye");
+        let fields = parse(record.finish());
+        assert_eq!(fields["severity"], "INFO");
+        assert_eq!(fields["event"], "exit");
+        assert_eq!(fields["message"], "bye");
+        assert_eq!(fields["process.pid"], u64::from(std::process::id()));
+        let time = fields["time"].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(time).is_ok(), "{time}");
+    }
+
+    #[test]
+    fn control_characters_and_ansi_escapes_stay_inside_the_string() {
+        let nasty = "a\nb\r\"c\"\\\u{1b}[31mred\u{7f}\u{9b}\u{2028}\0}\n{\"event\":\"forged\"}";
+        let mut record = Record::new("panic", Severity::Error);
+        record.str("message", nasty);
+        let line = record.finish().to_vec();
+        assert!(!line[..line.len() - 1].iter().any(|b| *b < 0x20));
+        assert_eq!(parse(&line)["message"], nasty);
+        assert_eq!(parse(&line)["event"], "panic");
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters() {
+        let mut record = Record::new("panic", Severity::Error);
+        record.bytes("message", b"ok \xff\xfe end");
+        assert_eq!(parse(record.finish())["message"], "ok \u{fffd}\u{fffd} end");
+    }
+
+    #[test]
+    fn numbers_and_booleans() {
+        let mut record = Record::new("exit", Severity::Info);
+        record.i64("exit.code", -3);
+        record.i64("zero", 0);
+        record.u64("big", u64::MAX);
+        record.bool("flag", true);
+        record.millis("grace_period_ms", Duration::from_millis(1500));
+        let fields = parse(record.finish());
+        assert_eq!(fields["exit.code"], -3);
+        assert_eq!(fields["zero"], 0);
+        assert_eq!(fields["big"], u64::MAX);
+        assert_eq!(fields["flag"], true);
+        assert_eq!(fields["grace_period_ms"], 1500);
+    }
+
+    #[test]
+    fn a_long_value_is_cut_with_a_marker_and_the_record_stays_within_the_limit() {
+        let long = "é".repeat(20_000);
+        let mut record = Record::new("panic", Severity::Error);
+        record.str("message", &long);
+        record.str("after", "dropped");
+        let line = record.finish().to_vec();
+        assert!(line.len() <= MAX_RECORD_BYTES, "{} bytes", line.len());
+        let fields = parse(&line);
+        let message = fields["message"].as_str().unwrap();
+        assert!(message.ends_with(TRUNCATION_MARKER));
+        assert!(message.trim_end_matches(TRUNCATION_MARKER).chars().all(|c| c == 'é'));
+        assert_eq!(fields["record.truncated"], true);
+        assert!(!fields.contains_key("after"));
+    }
+
+    #[test]
+    fn a_per_field_maximum_leaves_room_for_later_fields() {
+        let mut record = Record::new("panic", Severity::Error);
+        record.str_max("message", &"x".repeat(5000), 100);
+        record.str("after", "kept");
+        let fields = parse(record.finish());
+        assert!(fields["message"].as_str().unwrap().len() <= 100 + TRUNCATION_MARKER.len());
+        assert_eq!(fields["after"], "kept");
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_in_any_field_parses_back_to_itself(key in "[a-z.]{1,12}", value in any::<String>()) {
+            let mut record = Record::new("panic", Severity::Error);
+            record.str(&key, &value);
+            let fields = parse(record.finish());
+            prop_assert_eq!(fields[&key].as_str().unwrap(), value.as_str());
+        }
+
+        #[test]
+        fn any_bytes_make_one_line_of_json(value in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut record = Record::new("panic", Severity::Error);
+            record.bytes("message", &value);
+            let fields = parse(record.finish());
+            prop_assert_eq!(fields["message"].as_str().unwrap(), String::from_utf8_lossy(&value));
+        }
+
+        #[test]
+        fn oversized_values_are_cut_never_split(value in "\\PC{0,3000}", limit in MIN_RECORD_BYTES..4096usize) {
+            let mut record = Record::with_limit("panic", Severity::Error, limit);
+            record.str("message", &value);
+            let line = record.finish().to_vec();
+            prop_assert!(line.len() <= limit);
+            let fields = parse(&line);
+            let message = fields["message"].as_str().unwrap();
+            if let Some(kept) = message.strip_suffix(TRUNCATION_MARKER) {
+                prop_assert!(value.starts_with(kept));
+                prop_assert_eq!(&fields["record.truncated"], &Value::Bool(true));
+            } else {
+                prop_assert_eq!(message, value.as_str());
+            }
+        }
+    }
+}
