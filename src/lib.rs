@@ -1,2 +1,110 @@
-//! placeholder
-pub use crashguard_runtime::*;
+//! Make a Rust service crash well.
+//!
+//! On Kubernetes a crashing pod is restarted so smoothly that nobody notices. crashguard makes
+//! every way a process ends leave evidence a log pipeline can count: one JSON line per panic,
+//! one final `exit` line with the reason and the code, and a termination message that
+//! `kubectl describe pod` shows.
+//!
+//! ```no_run
+//! use crashguard::crash_guarded;
+//!
+//! #[crash_guarded]
+//! fn main() -> Result<(), std::num::ParseIntError> {
+//!     let port: u16 = std::env::var("PORT").unwrap_or_else(|_| "8080".into()).parse()?;
+//!     println!("would listen on {port}");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A panic in that `main` writes, on one line of stderr:
+//!
+//! ```text
+//! {"time":"2026-11-25T20:41:07.123456Z","severity":"ERROR","event":"panic","process.pid":7,"message":"panic in app::main at src/main.rs:5:5: boom","incident.id":"3f9a1c07-1","thread.name":"main","thread.id":7,"code.function.name":"app::main","code.file.path":"src/main.rs","code.line.number":5,"code.column.number":5,"exception.type":"panic","exception.message":"boom","exception.stacktrace":"0: app::main::{{closure}} at src/main.rs:5:5\n1: app::main at src/main.rs:3:1"}
+//! {"time":"2026-11-25T20:41:07.131020Z","severity":"ERROR","event":"exit","process.pid":7,"message":"exited with 101: panic in app::main at src/main.rs:5:5: boom [incident 3f9a1c07-1]","exit.code":101,"exit.reason":"panic","incident.id":"3f9a1c07-1","process.uptime_ms":8}
+//! ```
+//!
+//! Everything the attribute does is also available without it: [`install`] and [`run`].
+
+#![warn(missing_docs)]
+
+pub use crashguard_runtime::config::{DEFAULT_GRACE_PERIOD, DEFAULT_TERMINATION_LOG};
+pub use crashguard_runtime::exit::{EXIT_ERROR, EXIT_PANIC, TERMINATION_MESSAGE_MAX_BYTES};
+pub use crashguard_runtime::record::{MAX_RECORD_BYTES, TRUNCATION_MARKER};
+pub use crashguard_runtime::{
+    install, run, Config, IncidentId, MainExit, MainOutput, PanicLocation, PanicReport,
+};
+#[cfg(feature = "tokio")]
+pub use crashguard_runtime::{run_async, Flavor};
+
+/// Guards `fn main` (sync or async) or a function that must answer even when it panics.
+///
+/// # On `main`
+///
+/// `#[crash_guarded]` installs crashguard (see [`install`]), runs the body under
+/// `catch_unwind`, and ends the process with exactly one `exit` record:
+///
+/// | `main` … | exit code | `exit.reason` |
+/// |---|---|---|
+/// | returns `()` or `Ok(())` | 0 | `returned` |
+/// | returns an `ExitCode` | that code | `returned` |
+/// | returns `Err(e)` (`e` printed with `Debug`, on one line) | 1 | `error` |
+/// | panics | 101 | `panic` |
+///
+/// `main` may return `()`, [`std::process::ExitCode`] or `Result<T, E>` of those with any
+/// `E: Debug`. `return` and `?` in the body keep their meaning.
+///
+/// On an `async fn main` crashguard builds a tokio runtime itself (`flavor` and
+/// `worker_threads` as `#[tokio::main]` has them), or, together with `#[tokio::main]` in either
+/// order, lets tokio run it.
+///
+/// ```no_run
+/// #[crashguard::crash_guarded(grace_period = "25s", flavor = "current_thread")]
+/// async fn main() -> Result<(), std::num::ParseIntError> {
+///     tokio::task::yield_now().await;
+///     let workers: u32 = "4".parse()?;
+///     println!("{workers} workers");
+///     Ok(())
+/// }
+/// ```
+///
+/// Arguments on `main`:
+///
+/// | argument | meaning |
+/// |---|---|
+/// | `grace_period = "25s"` | shutdown deadline ([`Config::grace_period`]; `CRASHGUARD_GRACE_PERIOD` overrides it) |
+/// | `backtrace = false` | no backtraces in panic records ([`Config::backtrace`]) |
+/// | `flavor = "current_thread"` / `"multi_thread"` | the tokio runtime for an `async fn main` |
+/// | `worker_threads = 4` | worker count of the multi-thread runtime |
+/// | `crate = "path"` | where generated code finds crashguard, if it is re-exported |
+///
+/// # On any other function
+///
+/// `#[crash_guarded(fallback = path)]` runs the function and, if it panics, returns
+/// `path(&PanicReport)` instead, after the panic's record was written:
+///
+/// ```
+/// use crashguard::{crash_guarded, PanicReport};
+///
+/// fn no_price(report: &PanicReport) -> Option<u32> {
+///     eprintln!("price lookup failed, incident {}", report.incident_id());
+///     None
+/// }
+///
+/// #[crash_guarded(fallback = no_price)]
+/// fn price(item: &str) -> Option<u32> {
+///     Some(item.parse::<u32>().unwrap()) // panics on bad input
+/// }
+///
+/// assert_eq!(price("12"), Some(12));
+/// assert_eq!(price("twelve"), None);
+/// ```
+pub use crashguard_macros::crash_guarded;
+
+/// Used by the code `#[crash_guarded]` generates. Not public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crashguard_runtime::guard::{catch, catch_future};
+    #[cfg(feature = "tokio")]
+    pub use crashguard_runtime::{run_async_named, Flavor};
+    pub use crashguard_runtime::{run_future_named, run_named, Config};
+}

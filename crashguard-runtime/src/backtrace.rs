@@ -3,21 +3,16 @@
 
 use std::fmt::Write as _;
 
-/// Frames that belong to the panic machinery or to crashguard itself: a trace starts at the first
-/// frame after the run of these at the top.
-const MACHINERY: &[&str] = &[
-    "backtrace::",
-    "crashguard_runtime::",
-    "std::panicking::",
-    "core::panicking::",
-    "std::panic::panic_any",
-    "std::sys::backtrace::__rust_end_short_backtrace",
+/// Frames through which a panic starts: the user's code called the last of these.
+const PANIC_ENTRY: &[&str] = &[
     "rust_begin_unwind",
     "__rustc::rust_begin_unwind",
+    "core::panicking::",
+    "std::panicking::begin_panic",
+    "std::panic::panic_any",
     "core::result::unwrap_failed",
     "core::option::unwrap_failed",
     "core::option::expect_failed",
-    "<alloc::boxed::Box<F,A> as core::ops::function::Fn<Args>>::call",
 ];
 
 /// Frames between the user's code and the thread's start that say nothing about the bug.
@@ -28,7 +23,11 @@ const PLUMBING: &[&str] = &[
     "std::panic::catch_unwind",
     "<core::panic::unwind_safe::AssertUnwindSafe<F> as core::ops::function::FnOnce<()>>::call_once",
     "<core::panic::unwind_safe::AssertUnwindSafe<F> as core::future::future::Future>::poll",
+    "__rust_try",
 ];
+
+/// Frames just above the thread's start that only call the user's `main` or closure.
+const LAUNCH: &str = "core::ops::function::";
 
 /// Where std starts a thread's (or main's) own code; nothing below it is the user's.
 const THREAD_START: &str = "__rust_begin_short_backtrace";
@@ -61,21 +60,25 @@ fn render(trace: &backtrace::Backtrace) -> String {
         }
     }
 
-    // From the first machinery frame at the top, skip the unbroken run of machinery frames.
-    let is_machinery = |name: &str| MACHINERY.iter().any(|m| name.starts_with(m));
-    let first = lines
+    // The panic entered std through a run of PANIC_ENTRY frames; the user's code called it.
+    let is_entry = |name: &str| PANIC_ENTRY.iter().any(|entry| name.starts_with(entry));
+    let start = lines
         .iter()
-        .position(|(name, _)| is_machinery(name))
-        .unwrap_or(0);
-    let start = lines[first..]
-        .iter()
-        .position(|(name, _)| !is_machinery(name))
-        .map_or(lines.len(), |offset| first + offset);
-    let end = lines
+        .position(|(name, _)| is_entry(name))
+        .map_or(0, |first| {
+            lines[first..]
+                .iter()
+                .position(|(name, _)| !is_entry(name))
+                .map_or(lines.len(), |offset| first + offset)
+        });
+    let mut end = lines
         .iter()
         .position(|(name, _)| name.contains(THREAD_START))
         .filter(|&end| end >= start)
         .unwrap_or(lines.len());
+    while end > start && lines[end - 1].0.starts_with(LAUNCH) {
+        end -= 1;
+    }
 
     let mut text = String::new();
     let user_frames = lines[start..end]

@@ -119,7 +119,10 @@ pub(crate) fn exit_process(code: i32, reason: ExitReason<'_>) -> ! {
     };
     record.display(
         "message",
-        format_args!("exited with {code}: {}", detail.as_deref().unwrap_or("main returned")),
+        format_args!(
+            "exited with {code}: {}",
+            detail.as_deref().unwrap_or("main returned")
+        ),
         2048,
     );
     record.i64("exit.code", i64::from(code));
@@ -134,7 +137,8 @@ pub(crate) fn exit_process(code: i32, reason: ExitReason<'_>) -> ! {
     record::write_line(record.finish(), record::Wait::Patiently);
 
     if code != 0 {
-        if let (Some(path), Some(detail)) = (crate::settings().termination_log.as_deref(), &detail) {
+        if let (Some(path), Some(detail)) = (crate::settings().termination_log.as_deref(), &detail)
+        {
             write_termination_message(path, detail);
         }
     }

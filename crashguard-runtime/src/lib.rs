@@ -24,9 +24,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use config::Config;
+pub use entry::{run, run_future_named, run_named};
 #[cfg(feature = "tokio")]
 pub use entry::{run_async, run_async_named, Flavor};
-pub use entry::{run, run_future_named, run_named};
 pub use exit::{MainExit, MainOutput};
 pub use panic::{IncidentId, PanicLocation, PanicReport};
 

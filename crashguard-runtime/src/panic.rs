@@ -137,7 +137,10 @@ impl PanicReport {
         if let Some(location) = &self.location {
             text.push_str(&format!(" at {location}"));
         }
-        text.push_str(&format!(": {} [incident {}]", self.message, self.incident_id));
+        text.push_str(&format!(
+            ": {} [incident {}]",
+            self.message, self.incident_id
+        ));
         text
     }
 }
@@ -287,9 +290,8 @@ impl fmt::Display for Summary<'_> {
 }
 
 fn tracing_wants_it() -> bool {
-    tracing::dispatcher::get_default(|dispatch| {
-        !dispatch.is::<tracing::subscriber::NoSubscriber>()
-    }) && tracing::enabled!(target: "crashguard", tracing::Level::ERROR)
+    tracing::dispatcher::get_default(|dispatch| !dispatch.is::<tracing::subscriber::NoSubscriber>())
+        && tracing::enabled!(target: "crashguard", tracing::Level::ERROR)
 }
 
 fn emit_tracing_event(report: &PanicReport, trace: Option<&str>) {

@@ -347,7 +347,8 @@ fn write_all_stderr(mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid, initialised buffer of `bytes.len()` bytes for the whole
         // call; write(2) is async-signal-safe and only reads from it.
-        let written = unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
+        let written =
+            unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
         if written > 0 {
             bytes = &bytes[written as usize..];
         } else if written < 0 && last_errno() == libc::EINTR {
@@ -454,7 +455,10 @@ mod tests {
         let fields = parse(&line);
         let message = fields["message"].as_str().unwrap();
         assert!(message.ends_with(TRUNCATION_MARKER));
-        assert!(message.trim_end_matches(TRUNCATION_MARKER).chars().all(|c| c == 'é'));
+        assert!(message
+            .trim_end_matches(TRUNCATION_MARKER)
+            .chars()
+            .all(|c| c == 'é'));
         assert_eq!(fields["record.truncated"], true);
         assert!(!fields.contains_key("after"));
     }

@@ -1,0 +1,287 @@
+//! One expansion core (the body as a closure or an async block, with its name) and three thin
+//! front ends: `main`, handlers answering HTTP, and functions with a custom fallback.
+//!
+//! The user's signature is re-emitted untouched (except `async` on a `main` whose runtime
+//! crashguard builds), so callers, inference and docs see the function they wrote.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{parse_quote, Attribute, ItemFn, Path, ReturnType};
+
+use crate::args::{Args, Flavor};
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let args: Args = syn::parse2(args)?;
+    let function = parse_function(item)?;
+    if let Some(repeat) = function
+        .attrs
+        .iter()
+        .find(|attr| is_named(attr, "crash_guarded"))
+    {
+        return Err(syn::Error::new(
+            repeat.span(),
+            "`#[crash_guarded]` is already on this function; keep one",
+        ));
+    }
+    if let Some(constness) = &function.sig.constness {
+        return Err(syn::Error::new(
+            constness.span,
+            "a `const fn` cannot catch panics; remove `const` or `#[crash_guarded]`",
+        ));
+    }
+    let krate = args
+        .krate
+        .as_ref()
+        .map_or_else(|| parse_quote!(::crashguard), |krate| krate.value.clone());
+
+    let on_panic = match (args.http, &args.fallback) {
+        (Some(_), Some(fallback)) => {
+            return Err(syn::Error::new(
+                fallback.span,
+                "`http` and `fallback` both say what a panic becomes; keep one",
+            ))
+        }
+        (Some(_), None) => OnPanic::Http,
+        (None, Some(fallback)) => OnPanic::Fallback(&fallback.value),
+        (None, None) => return expand_main(function, &krate, &args),
+    };
+    if let Some((name, span)) = args.main_options().first() {
+        return Err(syn::Error::new(
+            *span,
+            format!("`{name}` applies to `#[crash_guarded]` on `fn main` only"),
+        ));
+    }
+    Ok(expand_handler(function, &krate, on_panic))
+}
+
+fn parse_function(item: TokenStream) -> syn::Result<ItemFn> {
+    match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Fn(function)) => Ok(function),
+        Ok(other) => Err(syn::Error::new(
+            item_keyword_span(&other),
+            "`#[crash_guarded]` goes on a function: `fn main`, or a handler with `#[crash_guarded(http)]`",
+        )),
+        // A method inside an `impl` block is not an `Item`, but it is an `ItemFn`.
+        Err(error) => syn::parse2::<ItemFn>(item).map_err(|_| error),
+    }
+}
+
+/// The span of an item's keyword (`struct`, `mod`, …), where "this is not a function" belongs.
+fn item_keyword_span(item: &syn::Item) -> Span {
+    let tokens = item.to_token_stream();
+    let mut tokens = tokens.into_iter();
+    // Skip outer attributes (`#` and `[...]`) and visibility to reach the keyword.
+    let mut span = item.span();
+    while let Some(token) = tokens.next() {
+        match token {
+            proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '#' => {
+                tokens.next();
+            }
+            proc_macro2::TokenTree::Ident(ident) if ident == "pub" => {}
+            proc_macro2::TokenTree::Group(_) => {}
+            other => {
+                span = other.span();
+                break;
+            }
+        }
+    }
+    span
+}
+
+fn is_named(attr: &Attribute, name: &str) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == name)
+}
+
+/// An attribute such as `#[tokio::main]` that runs an `async fn main` itself.
+fn is_runtime_attribute(attr: &Attribute) -> bool {
+    attr.path().segments.len() >= 2 && is_named(attr, "main")
+}
+
+/// The core: the function's name for records, and its body as a value that runs it later: a
+/// `move` closure, or an `async move` block, either one made to return the declared type so
+/// that `?` and `return` keep their meaning.
+struct GuardedBody {
+    name: TokenStream,
+    body: TokenStream,
+}
+
+fn guarded_body(function: &ItemFn) -> GuardedBody {
+    let ident = &function.sig.ident;
+    let block = &function.block;
+    let span = block.span();
+    // A body that always panics would otherwise make the closure's type `!`.
+    let unit: syn::Type = parse_quote!(());
+    let declared = match &function.sig.output {
+        ReturnType::Default => Some(&unit),
+        ReturnType::Type(_, ty) => Some(&**ty).filter(|ty| !contains_impl_trait(ty)),
+    };
+    let return_hint = match declared {
+        Some(ty) => quote_spanned! {ty.span()=>
+            #[allow(
+                unknown_lints,
+                unreachable_code,
+                clippy::diverging_sub_expression,
+                clippy::empty_loop,
+                clippy::needless_return
+            )]
+            if false {
+                let __crashguard_return: #ty = loop {};
+                return __crashguard_return;
+            }
+        },
+        None => TokenStream::new(),
+    };
+    let body = if function.sig.asyncness.is_some() {
+        quote_spanned!(span=> async move { #return_hint #block })
+    } else {
+        quote_spanned!(span=> move || { #return_hint #block })
+    };
+    GuardedBody {
+        name: quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#ident)
+        )),
+        body,
+    }
+}
+
+fn contains_impl_trait(ty: &syn::Type) -> bool {
+    struct Finder(bool);
+    impl Visit<'_> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
+}
+
+fn expand_main(mut function: ItemFn, krate: &Path, args: &Args) -> syn::Result<TokenStream> {
+    if function.sig.ident != "main" {
+        return Err(syn::Error::new(
+            function.sig.ident.span(),
+            "`#[crash_guarded]` without arguments guards `fn main`; on another function say what \
+             a panic becomes: `#[crash_guarded(http)]` or `#[crash_guarded(fallback = path)]`",
+        ));
+    }
+    let config = config(krate, args);
+    let GuardedBody { name, body } = guarded_body(&function);
+    let span = function.block.span();
+    let runtime_options = [
+        args.flavor.as_ref().map(|option| ("flavor", option.span)),
+        args.worker_threads
+            .as_ref()
+            .map(|option| ("worker_threads", option.span)),
+    ];
+    let is_async = function.sig.asyncness.is_some();
+    let external_runtime = function.attrs.iter().any(is_runtime_attribute);
+    if let Some((option, option_span)) = runtime_options.iter().flatten().next() {
+        if !is_async {
+            return Err(syn::Error::new(
+                *option_span,
+                format!("`{option}` applies to an `async fn main` only"),
+            ));
+        }
+        if external_runtime {
+            return Err(syn::Error::new(
+                *option_span,
+                format!(
+                    "`{option}` sets up the runtime crashguard builds; with another attribute \
+                     running `main`, set it there"
+                ),
+            ));
+        }
+    }
+
+    function.block = Box::new(if !is_async {
+        parse_quote_spanned_block(
+            span,
+            quote!(#krate::__private::run_named(#config, #name, #body)),
+        )
+    } else if external_runtime {
+        parse_quote_spanned_block(
+            span,
+            quote!(match #krate::__private::run_future_named(#config, #name, #body).await {}),
+        )
+    } else {
+        function.sig.asyncness = None;
+        let flavor = match (args.flavor.as_ref().map(|f| f.value), &args.worker_threads) {
+            (Some(Flavor::CurrentThread), Some(workers)) => {
+                return Err(syn::Error::new(
+                    workers.span,
+                    "`worker_threads` needs `flavor = \"multi_thread\"`",
+                ))
+            }
+            (Some(Flavor::CurrentThread), None) => {
+                quote!(#krate::__private::Flavor::CurrentThread)
+            }
+            (_, Some(workers)) => {
+                let workers = workers.value;
+                quote!(#krate::__private::Flavor::MultiThread(::core::option::Option::Some(#workers)))
+            }
+            (_, None) => {
+                quote!(#krate::__private::Flavor::MultiThread(::core::option::Option::None))
+            }
+        };
+        parse_quote_spanned_block(
+            span,
+            quote!(#krate::__private::run_async_named(#config, #name, #flavor, #body)),
+        )
+    });
+    Ok(function.into_token_stream())
+}
+
+fn config(krate: &Path, args: &Args) -> TokenStream {
+    let mut config = quote!(#krate::__private::Config::new());
+    if let Some(grace_period) = &args.grace_period {
+        let millis = u64::try_from(grace_period.value.as_millis()).unwrap_or(u64::MAX);
+        config.extend(quote!(.grace_period(::core::time::Duration::from_millis(#millis))));
+    }
+    if let Some(backtrace) = &args.backtrace {
+        let enabled = backtrace.value;
+        config.extend(quote!(.backtrace(#enabled)));
+    }
+    config
+}
+
+enum OnPanic<'a> {
+    Http,
+    Fallback(&'a Path),
+}
+
+fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> TokenStream {
+    let GuardedBody { name, body } = guarded_body(&function);
+    let span = function.block.span();
+    let answer = match on_panic {
+        OnPanic::Http => quote!(#krate::__private::http_fallback(&report)),
+        OnPanic::Fallback(path) => quote_spanned!(path.span()=> #path(&report)),
+    };
+    let caught = if function.sig.asyncness.is_some() {
+        quote!(#krate::__private::catch_future(#name, #body).await)
+    } else {
+        quote!(#krate::__private::catch(#name, #body))
+    };
+    function.block = Box::new(parse_quote_spanned_block(
+        span,
+        quote! {
+            match #caught {
+                ::core::result::Result::Ok(output) => output,
+                ::core::result::Result::Err(report) => #answer,
+            }
+        },
+    ));
+    function.into_token_stream()
+}
+
+fn parse_quote_spanned_block(span: Span, inner: TokenStream) -> syn::Block {
+    parse_quote_spanned!(span=> { #inner })
+}
+
+use syn::parse_quote_spanned;
