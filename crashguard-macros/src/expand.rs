@@ -14,14 +14,30 @@ use crate::args::{Args, Flavor};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let args: Args = syn::parse2(args)?;
+    expand_with(&args, item)
+}
+
+/// What to emit beside an error so that editors and the rest of the crate still see a working
+/// function: a `main` expanded with no arguments (an `async fn main` stays runnable), otherwise
+/// the item exactly as written.
+pub(crate) fn fallback_expansion(item: TokenStream) -> TokenStream {
+    match parse_function(item.clone()) {
+        Ok(function) if function.sig.ident == "main" => {
+            expand_with(&Args::default(), item.clone()).unwrap_or(item)
+        }
+        _ => item,
+    }
+}
+
+fn expand_with(args: &Args, item: TokenStream) -> syn::Result<TokenStream> {
     let function = parse_function(item)?;
     if let Some(repeat) = function
         .attrs
         .iter()
         .find(|attr| is_named(attr, "crash_guarded"))
     {
-        return Err(syn::Error::new(
-            repeat.span(),
+        return Err(syn::Error::new_spanned(
+            repeat,
             "`#[crash_guarded]` is already on this function; keep one",
         ));
     }
@@ -45,7 +61,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         }
         (Some(_), None) => OnPanic::Http,
         (None, Some(fallback)) => OnPanic::Fallback(&fallback.value),
-        (None, None) => return expand_main(function, &krate, &args),
+        (None, None) => return expand_main(function, &krate, args),
     };
     if let Some((name, span)) = args.main_options().first() {
         return Err(syn::Error::new(

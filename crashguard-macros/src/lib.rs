@@ -13,8 +13,9 @@ pub fn crash_guarded(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     match expand::expand(args.into(), item.clone()) {
         Ok(expanded) => expanded.into(),
-        // Keep the function as written so editors and the rest of the crate still see it.
+        // Keep the function so editors and the rest of the crate still see it.
         Err(error) => {
+            let item = expand::fallback_expansion(item);
             let error = error.into_compile_error();
             quote::quote!(#item #error).into()
         }

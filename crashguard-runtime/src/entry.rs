@@ -18,13 +18,12 @@ use crate::{install, Config};
 /// # Example
 ///
 /// ```no_run
-/// fn main() {
-///     crashguard_runtime::run(crashguard_runtime::Config::new(), || -> Result<(), String> {
-///         let port: u16 = "8080".parse().map_err(|e| format!("bad port: {e}"))?;
-///         println!("listening on {port}");
-///         Ok(())
-///     })
-/// }
+/// // In `fn main`:
+/// crashguard_runtime::run(crashguard_runtime::Config::new(), || -> Result<(), String> {
+///     let port: u16 = "8080".parse().map_err(|e| format!("bad port: {e}"))?;
+///     println!("listening on {port}");
+///     Ok(())
+/// })
 /// ```
 pub fn run<T: MainOutput>(config: Config, body: impl FnOnce() -> T) -> ! {
     run_named(config, "main", body)
@@ -71,11 +70,10 @@ pub enum Flavor {
 /// ```no_run
 /// use crashguard_runtime::{run_async, Config, Flavor};
 ///
-/// fn main() {
-///     run_async(Config::new(), Flavor::CurrentThread, async {
-///         tokio::task::yield_now().await;
-///     })
-/// }
+/// // In `fn main`:
+/// run_async(Config::new(), Flavor::CurrentThread, async {
+///     tokio::task::yield_now().await;
+/// })
 /// ```
 #[cfg(feature = "tokio")]
 pub fn run_async<T: MainOutput>(

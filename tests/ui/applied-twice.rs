@@ -1,0 +1,3 @@
+#[crashguard::crash_guarded]
+#[crashguard::crash_guarded]
+fn main() {}

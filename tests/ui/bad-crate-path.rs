@@ -1,0 +1,2 @@
+#[crashguard::crash_guarded(crate = "not a path")]
+fn main() {}

@@ -1,0 +1,2 @@
+#[crashguard::crash_guarded(grace_period = "soon")]
+fn main() {}

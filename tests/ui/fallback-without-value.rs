@@ -1,0 +1,8 @@
+#[crashguard::crash_guarded(fallback)]
+fn price() -> u32 {
+    7
+}
+
+fn main() {
+    price();
+}

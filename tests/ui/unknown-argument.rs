@@ -1,0 +1,2 @@
+#[crashguard::crash_guarded(retries = 3)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[crashguard::crash_guarded(flavor = "green_threads")]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[crashguard::crash_guarded]
+fn main() -> i32 {
+    0
+}

@@ -1,0 +1,2 @@
+#[crashguard::crash_guarded(flavor = "current_thread", worker_threads = 2)]
+async fn main() {}
