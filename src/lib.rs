@@ -31,8 +31,13 @@ pub use crashguard_runtime::config::{DEFAULT_GRACE_PERIOD, DEFAULT_TERMINATION_L
 pub use crashguard_runtime::exit::{EXIT_ERROR, EXIT_PANIC, TERMINATION_MESSAGE_MAX_BYTES};
 pub use crashguard_runtime::record::{MAX_RECORD_BYTES, TRUNCATION_MARKER};
 pub use crashguard_runtime::{
-    install, run, Config, IncidentId, MainExit, MainOutput, PanicLocation, PanicReport,
+    install, run, Config, FromPanic, IncidentId, MainExit, MainOutput, PanicLocation, PanicReport,
 };
+
+/// Answering HTTP after a panic (feature `http`): the problem+json 500, the tower layer
+/// (feature `tower`) and axum glue (feature `axum`).
+#[cfg(feature = "http")]
+pub use crashguard_runtime::http;
 #[cfg(feature = "tokio")]
 pub use crashguard_runtime::{run_async, Flavor};
 
@@ -107,4 +112,15 @@ pub mod __private {
     #[cfg(feature = "tokio")]
     pub use crashguard_runtime::{run_async_named, Flavor};
     pub use crashguard_runtime::{run_future_named, run_named, Config};
+
+    #[cfg(feature = "axum")]
+    pub use crashguard_runtime::http::HttpAnswer;
+
+    /// The answer of a `#[crash_guarded(http)]` function to a panic, as its return type.
+    #[inline]
+    pub fn from_panic<T: crashguard_runtime::FromPanic>(
+        report: &crashguard_runtime::PanicReport,
+    ) -> T {
+        T::from_panic(report)
+    }
 }

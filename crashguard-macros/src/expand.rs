@@ -275,9 +275,24 @@ enum OnPanic<'a> {
 fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> TokenStream {
     let GuardedBody { name, body } = guarded_body(&function);
     let span = function.block.span();
-    let answer = match on_panic {
-        OnPanic::Http => quote!(#krate::__private::http_fallback(&report)),
-        OnPanic::Fallback(path) => quote_spanned!(path.span()=> #path(&report)),
+    // A declared `impl IntoResponse` cannot name the fallback's type, so both outcomes become
+    // one type that is `IntoResponse`.
+    let impl_trait_answer =
+        matches!(&function.sig.output, ReturnType::Type(_, ty) if contains_impl_trait(ty));
+    let output_span = match &function.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => function.sig.ident.span(),
+    };
+    let (completed, answer) = match on_panic {
+        OnPanic::Http if impl_trait_answer => (
+            quote!(#krate::__private::HttpAnswer::Completed(output)),
+            quote!(#krate::__private::from_panic::<#krate::__private::HttpAnswer<_>>(&report)),
+        ),
+        OnPanic::Http => (
+            quote!(output),
+            quote_spanned!(output_span=> #krate::__private::from_panic(&report)),
+        ),
+        OnPanic::Fallback(path) => (quote!(output), quote_spanned!(path.span()=> #path(&report))),
     };
     let caught = if function.sig.asyncness.is_some() {
         quote!(#krate::__private::catch_future(#name, #body).await)
@@ -288,7 +303,7 @@ fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> 
         span,
         quote! {
             match #caught {
-                ::core::result::Result::Ok(output) => output,
+                ::core::result::Result::Ok(output) => #completed,
                 ::core::result::Result::Err(report) => #answer,
             }
         },

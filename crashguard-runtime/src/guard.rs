@@ -16,7 +16,7 @@ pub fn catch<T>(function: &'static str, body: impl FnOnce() -> T) -> Result<T, P
     let _scope = GuardedScope::enter(function);
     // Unwind safety is the caller's business: a caught panic ends the guarded call, whose state
     // is not looked at again.
-    catch_unwind(AssertUnwindSafe(body)).map_err(|payload| take_caught(&*payload, function))
+    catch_unwind(AssertUnwindSafe(body)).map_err(|payload| take_caught(&*payload, Some(function)))
 }
 
 pin_project_lite::pin_project! {

@@ -8,7 +8,9 @@
 //! - [`panic`]: the panic hook, incident ids and [`PanicReport`],
 //! - [`exit`]: exit records, exit codes and the termination message,
 //! - [`config`]: [`Config`] and its environment overrides,
-//! - [`guard`]: catching panics in functions and futures.
+//! - [`guard`]: catching panics in functions and futures, and [`FromPanic`] for what they return,
+//! - `http` (feature `http`): the 500 that answers a panic, the tower layer (feature `tower`)
+//!   and axum glue (feature `axum`).
 
 #![warn(missing_docs)]
 
@@ -16,7 +18,10 @@ mod backtrace;
 pub mod config;
 mod entry;
 pub mod exit;
+mod fallback;
 pub mod guard;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod panic;
 pub mod record;
 
@@ -28,6 +33,7 @@ pub use entry::{run, run_future_named, run_named};
 #[cfg(feature = "tokio")]
 pub use entry::{run_async, run_async_named, Flavor};
 pub use exit::{MainExit, MainOutput};
+pub use fallback::FromPanic;
 pub use panic::{IncidentId, PanicLocation, PanicReport};
 
 use config::Settings;

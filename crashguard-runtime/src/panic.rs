@@ -81,6 +81,36 @@ pub struct PanicReport {
     location: Option<PanicLocation>,
     thread_name: String,
     function: Option<&'static str>,
+    request: Option<PanicRequest>,
+}
+
+/// The HTTP request being served when a panic happened, as the tower layer saw it.
+#[derive(Debug, Clone)]
+struct PanicRequest {
+    method: String,
+    path: String,
+    request_id: Option<String>,
+}
+
+impl PanicRequest {
+    /// The request being served on this thread, when the `tower` layer is serving one.
+    fn current() -> Option<PanicRequest> {
+        #[cfg(feature = "tower")]
+        {
+            crate::http::current_request(|request| {
+                request.map(|fields| PanicRequest {
+                    method: fields.method.as_str().to_owned(),
+                    path: fields.uri.path().to_owned(),
+                    request_id: fields
+                        .request_id
+                        .as_ref()
+                        .map(|id| String::from_utf8_lossy(id.as_bytes()).into_owned()),
+                })
+            })
+        }
+        #[cfg(not(feature = "tower"))]
+        None
+    }
 }
 
 /// Where a panic happened in the source.
@@ -163,6 +193,7 @@ pub(crate) struct GuardedScope {
 impl GuardedScope {
     #[inline]
     pub(crate) fn enter(function: &'static str) -> GuardedScope {
+        forget_stale_panic();
         GuardedScope {
             outer: GUARDED_FUNCTION.with(|current| current.replace(Some(function))),
         }
@@ -176,9 +207,25 @@ impl Drop for GuardedScope {
     }
 }
 
+/// Drops a report that nobody took (a panic the application caught itself), so that the next
+/// catch on this thread cannot mistake it for its own.
+#[inline]
+pub(crate) fn forget_stale_panic() {
+    LAST_PANIC.with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            if last.is_some() {
+                *last = None;
+            }
+        }
+    });
+}
+
 /// The report of the panic that was just caught on this thread: the hook's, or, when another hook
 /// replaced crashguard's, one made now and recorded now, so no panic goes unrecorded.
-pub(crate) fn take_caught(payload: &(dyn Any + Send), function: &'static str) -> PanicReport {
+pub(crate) fn take_caught(
+    payload: &(dyn Any + Send),
+    function: Option<&'static str>,
+) -> PanicReport {
     if let Some(report) = LAST_PANIC.with(|last| last.borrow_mut().take()) {
         return report;
     }
@@ -187,7 +234,8 @@ pub(crate) fn take_caught(payload: &(dyn Any + Send), function: &'static str) ->
         message: payload_text(payload).to_owned(),
         location: None,
         thread_name: current_thread_name(),
-        function: Some(function),
+        function,
+        request: PanicRequest::current(),
     };
     write_record(&report, None);
     report
@@ -218,6 +266,7 @@ fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
         }),
         thread_name: current_thread_name(),
         function: GUARDED_FUNCTION.with(Cell::get),
+        request: PanicRequest::current(),
     };
     let trace = backtrace.then(crate::backtrace::capture);
     write_record(&report, trace.as_deref());
@@ -264,6 +313,13 @@ fn write_record(report: &PanicReport, trace: Option<&str>) {
         record.u64("code.line.number", u64::from(location.line));
         record.u64("code.column.number", u64::from(location.column));
     }
+    if let Some(request) = &report.request {
+        record.str("http.request.method", &request.method);
+        record.str_max("url.path", &request.path, 1024);
+        if let Some(request_id) = &request.request_id {
+            record.str_max("http.request.header.x-request-id", request_id, 256);
+        }
+    }
     record.str("exception.type", "panic");
     record.str_max("exception.message", &report.message, MESSAGE_MAX_BYTES);
     if let Some(trace) = trace {
@@ -296,6 +352,7 @@ fn tracing_wants_it() -> bool {
 
 fn emit_tracing_event(report: &PanicReport, trace: Option<&str>) {
     let location = report.location.as_ref();
+    let request = report.request.as_ref();
     tracing::error!(
         target: "crashguard",
         event = "panic",
@@ -306,6 +363,9 @@ fn emit_tracing_event(report: &PanicReport, trace: Option<&str>) {
         code.file.path = location.map(|l| l.file.as_str()),
         code.line.number = location.map(|l| l.line),
         code.column.number = location.map(|l| l.column),
+        http.request.method = request.map(|r| r.method.as_str()),
+        url.path = request.map(|r| r.path.as_str()),
+        "http.request.header.x-request-id" = request.and_then(|r| r.request_id.as_deref()),
         exception.r#type = "panic",
         exception.message = %report.message,
         exception.stacktrace = trace,
@@ -342,6 +402,7 @@ mod tests {
             }),
             thread_name: "main".into(),
             function: Some("app::main"),
+            request: None,
         };
         assert_eq!(
             report.summary(),

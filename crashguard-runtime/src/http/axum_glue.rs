@@ -1,0 +1,39 @@
+//! axum glue: handlers returning `impl IntoResponse`, and axum's `ErrorResponse`.
+
+use axum_core::response::{ErrorResponse, IntoResponse, Response};
+
+use super::problem_response;
+use crate::fallback::FromPanic;
+use crate::panic::PanicReport;
+
+/// What a `#[crash_guarded(http)]` handler declared `-> impl IntoResponse` returns: its own
+/// answer, or crashguard's 500 after a panic. One type, so the signature stays as written.
+#[derive(Debug)]
+pub enum HttpAnswer<T> {
+    /// The handler finished.
+    Completed(T),
+    /// The handler panicked; this is the answer to send.
+    Panicked(Response),
+}
+
+impl<T: IntoResponse> IntoResponse for HttpAnswer<T> {
+    #[inline]
+    fn into_response(self) -> Response {
+        match self {
+            HttpAnswer::Completed(answer) => answer.into_response(),
+            HttpAnswer::Panicked(response) => response,
+        }
+    }
+}
+
+impl<T> FromPanic for HttpAnswer<T> {
+    fn from_panic(report: &PanicReport) -> Self {
+        HttpAnswer::Panicked(problem_response(report))
+    }
+}
+
+impl FromPanic for ErrorResponse {
+    fn from_panic(report: &PanicReport) -> Self {
+        ErrorResponse::from(problem_response::<axum_core::body::Body>(report))
+    }
+}
