@@ -288,10 +288,14 @@ fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> 
             quote!(#krate::__private::HttpAnswer::Completed(output)),
             quote!(#krate::__private::from_panic::<#krate::__private::HttpAnswer<_>>(&report)),
         ),
-        OnPanic::Http => (
-            quote!(output),
-            quote_spanned!(output_span=> #krate::__private::from_panic(&report)),
-        ),
+        OnPanic::Http => {
+            // Spanned at the return type, so "cannot carry the answer" points at it.
+            let from_panic = respan(quote!(#krate::__private::from_panic), output_span);
+            (
+                quote!(output),
+                quote_spanned!(output_span=> #from_panic(&report)),
+            )
+        }
         OnPanic::Fallback(path) => (quote!(output), quote_spanned!(path.span()=> #path(&report))),
     };
     let caught = if function.sig.asyncness.is_some() {
@@ -309,6 +313,24 @@ fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> 
         },
     ));
     function.into_token_stream()
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let proc_macro2::TokenTree::Group(group) = &token {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = proc_macro2::TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 fn parse_quote_spanned_block(span: Span, inner: TokenStream) -> syn::Block {

@@ -50,10 +50,14 @@ fn render(trace: &backtrace::Backtrace) -> String {
                 .name()
                 .map_or_else(|| format!("{:p}", frame.ip()), |name| format!("{name:#}"));
             let place = match (symbol.filename(), symbol.lineno()) {
-                (Some(file), Some(line)) => match symbol.colno() {
-                    Some(column) => format!("{}:{line}:{column}", file.display()),
-                    None => format!("{}:{line}", file.display()),
-                },
+                (Some(file), Some(line)) => {
+                    let file = file.to_string_lossy();
+                    let file = short_path(&file);
+                    match symbol.colno() {
+                        Some(column) => format!("{file}:{line}:{column}"),
+                        None => format!("{file}:{line}"),
+                    }
+                }
                 _ => String::new(),
             };
             lines.push((name, place));
@@ -81,9 +85,13 @@ fn render(trace: &backtrace::Backtrace) -> String {
     }
 
     let mut text = String::new();
-    let user_frames = lines[start..end]
-        .iter()
-        .filter(|(name, _)| !PLUMBING.iter().any(|p| name.starts_with(p)));
+    let user_frames = lines[start..end].iter().filter(|(name, _)| {
+        // `<crashguard_runtime::guard::CatchPanic<F> as Future>::poll` is crashguard's too.
+        let unbracketed = name.strip_prefix('<').unwrap_or(name);
+        !PLUMBING
+            .iter()
+            .any(|p| name.starts_with(p) || unbracketed.starts_with(p))
+    });
     for (index, (name, place)) in user_frames.enumerate() {
         if index > 0 {
             text.push('\n');
@@ -94,4 +102,43 @@ fn render(trace: &backtrace::Backtrace) -> String {
         }
     }
     text
+}
+
+/// Drops what makes paths long without telling more: the registry's cache folder before a
+/// dependency's `name-version/` and the commit hash in `/rustc/<hash>/`.
+fn short_path(path: &str) -> &str {
+    if let Some(index) = path.find("/registry/src/") {
+        let after = &path[index + "/registry/src/".len()..];
+        if let Some(slash) = after.find('/') {
+            return &after[slash + 1..];
+        }
+    }
+    if let Some(after) = path.strip_prefix("/rustc/") {
+        if let Some(slash) = after.find('/') {
+            return &after[slash + 1..];
+        }
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_path;
+
+    #[test]
+    fn paths_lose_the_registry_cache_and_the_rustc_hash() {
+        assert_eq!(
+            short_path(
+                "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/axum-0.8.9/src/a.rs"
+            ),
+            "axum-0.8.9/src/a.rs"
+        );
+        assert_eq!(
+            short_path(
+                "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/ops/function.rs"
+            ),
+            "library/core/src/ops/function.rs"
+        );
+        assert_eq!(short_path("/work/app/src/main.rs"), "/work/app/src/main.rs");
+    }
 }

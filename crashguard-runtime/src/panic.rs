@@ -74,8 +74,15 @@ fn process_tag() -> u32 {
 }
 
 /// What crashguard knows about one panic: given to fallbacks and kept for the exit record.
+///
+/// A pointer wide, so that a guarded call's `Result<T, PanicReport>` is no bigger than it needs.
 #[derive(Debug, Clone)]
 pub struct PanicReport {
+    details: std::sync::Arc<PanicDetails>,
+}
+
+#[derive(Debug)]
+struct PanicDetails {
     incident_id: IncidentId,
     message: String,
     location: Option<PanicLocation>,
@@ -133,45 +140,39 @@ impl fmt::Display for PanicLocation {
 impl PanicReport {
     /// The incident id, also in the panic's record.
     pub fn incident_id(&self) -> IncidentId {
-        self.incident_id
+        self.details.incident_id
     }
 
     /// The panic's message, or a placeholder for a payload that is not a string. This is
     /// internal detail: log it, never send it to a client.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.details.message
     }
 
     /// Where the panic happened, when std knows.
     pub fn location(&self) -> Option<&PanicLocation> {
-        self.location.as_ref()
+        self.details.location.as_ref()
     }
 
     /// The name of the thread that panicked (`<unnamed>` for a thread without one).
     pub fn thread_name(&self) -> &str {
-        &self.thread_name
+        &self.details.thread_name
     }
 
     /// The `#[crash_guarded]` function the panic happened in, as `module::function`.
     pub fn function(&self) -> Option<&'static str> {
-        self.function
+        self.details.function
     }
 
     /// One line for a human: `panic in app::main at src/main.rs:4:5: boom [incident 3f9a1c07-1]`.
     pub fn summary(&self) -> String {
-        let mut text = String::from("panic");
-        if let Some(function) = self.function {
-            text.push_str(" in ");
-            text.push_str(function);
+        format!("{} [incident {}]", Summary(self), self.incident_id())
+    }
+
+    fn new(details: PanicDetails) -> PanicReport {
+        PanicReport {
+            details: std::sync::Arc::new(details),
         }
-        if let Some(location) = &self.location {
-            text.push_str(&format!(" at {location}"));
-        }
-        text.push_str(&format!(
-            ": {} [incident {}]",
-            self.message, self.incident_id
-        ));
-        text
     }
 }
 
@@ -229,14 +230,14 @@ pub(crate) fn take_caught(
     if let Some(report) = LAST_PANIC.with(|last| last.borrow_mut().take()) {
         return report;
     }
-    let report = PanicReport {
+    let report = PanicReport::new(PanicDetails {
         incident_id: IncidentId::next(),
         message: payload_text(payload).to_owned(),
         location: None,
         thread_name: current_thread_name(),
         function,
         request: PanicRequest::current(),
-    };
+    });
     write_record(&report, None);
     report
 }
@@ -256,7 +257,7 @@ pub(crate) fn install_hook(backtrace: bool, keep_previous: bool) {
 }
 
 fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
-    let report = PanicReport {
+    let report = PanicReport::new(PanicDetails {
         incident_id: IncidentId::next(),
         message: payload_text(info.payload()).to_owned(),
         location: info.location().map(|location| PanicLocation {
@@ -267,7 +268,7 @@ fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
         thread_name: current_thread_name(),
         function: GUARDED_FUNCTION.with(Cell::get),
         request: PanicRequest::current(),
-    };
+    });
     let trace = backtrace.then(crate::backtrace::capture);
     write_record(&report, trace.as_deref());
     LAST_PANIC.with(|last| *last.borrow_mut() = Some(report));
@@ -296,24 +297,25 @@ const MESSAGE_MAX_BYTES: usize = 8 * 1024;
 const SUMMARY_MAX_BYTES: usize = 1024;
 
 fn write_record(report: &PanicReport, trace: Option<&str>) {
+    let details = &*report.details;
     if tracing_wants_it() {
         emit_tracing_event(report, trace);
         return;
     }
     let mut record = Record::new("panic", Severity::Error);
     record.display("message", Summary(report), SUMMARY_MAX_BYTES);
-    record.display("incident.id", report.incident_id, usize::MAX);
-    record.str("thread.name", &report.thread_name);
+    record.display("incident.id", details.incident_id, usize::MAX);
+    record.str("thread.name", &details.thread_name);
     record.i64("thread.id", i64::from(record::current_thread_id()));
-    if let Some(function) = report.function {
+    if let Some(function) = details.function {
         record.str("code.function.name", function);
     }
-    if let Some(location) = &report.location {
+    if let Some(location) = &details.location {
         record.str("code.file.path", &location.file);
         record.u64("code.line.number", u64::from(location.line));
         record.u64("code.column.number", u64::from(location.column));
     }
-    if let Some(request) = &report.request {
+    if let Some(request) = &details.request {
         record.str("http.request.method", &request.method);
         record.str_max("url.path", &request.path, 1024);
         if let Some(request_id) = &request.request_id {
@@ -321,7 +323,7 @@ fn write_record(report: &PanicReport, trace: Option<&str>) {
         }
     }
     record.str("exception.type", "panic");
-    record.str_max("exception.message", &report.message, MESSAGE_MAX_BYTES);
+    record.str_max("exception.message", &details.message, MESSAGE_MAX_BYTES);
     if let Some(trace) = trace {
         record.str("exception.stacktrace", trace);
     }
@@ -333,7 +335,7 @@ struct Summary<'a>(&'a PanicReport);
 
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let report = self.0;
+        let report = &*self.0.details;
         f.write_str("panic")?;
         if let Some(function) = report.function {
             write!(f, " in {function}")?;
@@ -351,15 +353,16 @@ fn tracing_wants_it() -> bool {
 }
 
 fn emit_tracing_event(report: &PanicReport, trace: Option<&str>) {
-    let location = report.location.as_ref();
-    let request = report.request.as_ref();
+    let details = &*report.details;
+    let location = details.location.as_ref();
+    let request = details.request.as_ref();
     tracing::error!(
         target: "crashguard",
         event = "panic",
-        incident.id = %report.incident_id,
-        thread.name = %report.thread_name,
+        incident.id = %details.incident_id,
+        thread.name = %details.thread_name,
         thread.id = record::current_thread_id(),
-        code.function.name = report.function,
+        code.function.name = details.function,
         code.file.path = location.map(|l| l.file.as_str()),
         code.line.number = location.map(|l| l.line),
         code.column.number = location.map(|l| l.column),
@@ -367,7 +370,7 @@ fn emit_tracing_event(report: &PanicReport, trace: Option<&str>) {
         url.path = request.map(|r| r.path.as_str()),
         "http.request.header.x-request-id" = request.and_then(|r| r.request_id.as_deref()),
         exception.r#type = "panic",
-        exception.message = %report.message,
+        exception.message = %details.message,
         exception.stacktrace = trace,
         "{}",
         Summary(report),
@@ -389,7 +392,7 @@ mod tests {
 
     #[test]
     fn the_summary_names_function_place_message_and_incident() {
-        let report = PanicReport {
+        let report = PanicReport::new(PanicDetails {
             incident_id: IncidentId {
                 process: 0xabc,
                 sequence: 7,
@@ -403,7 +406,7 @@ mod tests {
             thread_name: "main".into(),
             function: Some("app::main"),
             request: None,
-        };
+        });
         assert_eq!(
             report.summary(),
             "panic in app::main at src/main.rs:4:5: boom [incident 00000abc-7]"

@@ -21,7 +21,10 @@ pub fn fixture_path(name: &str) -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target/<profile>")
         .join("examples")
-        .join(format!("fixture_{name}"));
+        .join(match name.strip_prefix("../") {
+            Some(example) => example.to_owned(),
+            None => format!("fixture_{name}"),
+        });
     assert!(path.exists(), "{} is not built", path.display());
     path
 }
@@ -188,4 +191,129 @@ pub fn str_field<'a>(record: &'a Record, key: &str) -> &'a str {
         .get(key)
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("{key} is a string in {record:#?}"))
+}
+
+/// A fixture server running as a child process, its stderr collected line by line.
+pub struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+    pub termination_log: PathBuf,
+}
+
+impl Server {
+    /// Starts `fixture_<name>` on a free loopback port and waits for it to listen.
+    pub fn start(name: &str) -> Server {
+        Server::start_with(fixture(name))
+    }
+
+    pub fn start_with(fixture: Fixture) -> Server {
+        use std::io::BufRead;
+        let Fixture {
+            mut command,
+            termination_log,
+        } = fixture;
+        let mut child = command
+            .env("ADDR", "127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = std::sync::Arc::clone(&stderr);
+        let stderr_reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            loop {
+                match pipe.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink.lock().unwrap().extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout
+            .read_line(&mut first)
+            .expect("read the listening line");
+        let base = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_owned();
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stdout.read_to_string(&mut rest);
+        });
+        Server {
+            child,
+            base,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+            termination_log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The whole records written so far (a line still being written is left out).
+    pub fn records(&self) -> Vec<Record> {
+        let bytes = self.stderr.lock().unwrap().clone();
+        let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        parse_records(&bytes[..end])
+    }
+
+    /// Waits up to 10 s for a record that `matches`.
+    pub fn wait_for_record(&self, matches: impl Fn(&Record) -> bool) -> Record {
+        let started = Instant::now();
+        loop {
+            if let Some(record) = self.records().into_iter().find(|r| matches(r)) {
+                return record;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no matching record; have {:#?}",
+                self.records()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The panic record of `incident`.
+    pub fn panic_record(&self, incident: &str) -> Record {
+        self.wait_for_record(|record| {
+            record.get("event") == Some(&Value::from("panic"))
+                && record.get("incident.id") == Some(&Value::from(incident))
+        })
+    }
+
+    /// Sends `signal` and waits for the process to end; returns its status and every record.
+    pub fn stop_with(mut self, signal: i32, limit: Duration) -> (ExitStatus, Vec<Record>) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
+        unsafe { libc::kill(pid, signal) };
+        let status = wait_at_most(&mut self.child, limit);
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().unwrap();
+        }
+        let bytes = self.stderr.lock().unwrap().clone();
+        (status, parse_records(&bytes))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

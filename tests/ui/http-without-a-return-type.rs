@@ -1,0 +1,6 @@
+#[crashguard::crash_guarded(http)]
+fn touch() {}
+
+fn main() {
+    touch();
+}
