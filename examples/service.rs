@@ -7,6 +7,10 @@
 //! curl -i localhost:3000/users/0   # a panic answered with the API's own error type
 //! ```
 //!
+//! SIGTERM or Ctrl-C starts a graceful shutdown: `/readyz` turns 503, the server stops accepting,
+//! in-flight requests (try `/slow`) finish, the shutdown hooks run, and the process exits 0 with
+//! one `exit` record.
+//!
 //! `ADDR` sets the address to bind (default `127.0.0.1:3000`).
 
 use std::time::Duration;
@@ -27,13 +31,24 @@ async fn main() -> Result<(), std::io::Error> {
         .route("/slow", get(slow))
         .route("/users/{id}", get(get_user))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(crashguard::http::readyz))
         // Panics outside guarded handlers (extractors, middleware) get the same record and 500.
         .layer(crashguard::http::CrashGuardLayer::new());
+
+    // Run after main returns, last registered first.
+    crashguard::on_shutdown("close-db-pool", || {
+        std::thread::sleep(Duration::from_millis(20));
+    });
+    crashguard::on_shutdown_async("flush-metrics", || async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    });
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crashguard::shutdown_signal())
+        .await
 }
 
 #[crash_guarded(http)]

@@ -23,13 +23,23 @@
 //! {"time":"2026-11-25T20:41:07.131020Z","severity":"ERROR","event":"exit","process.pid":7,"message":"exited with 101: panic in app::main at src/main.rs:5:5: boom [incident 3f9a1c07-1]","exit.code":101,"exit.reason":"panic","incident.id":"3f9a1c07-1","process.uptime_ms":8}
 //! ```
 //!
+//! SIGTERM and SIGINT start a graceful shutdown: [`shutdown_signal`] resolves, hooks registered
+//! with [`on_shutdown`] run after `main` returns, and a deadline (the grace period) makes sure the
+//! process says why it ended before the kubelet's SIGKILL; see [`shutdown`].
+//!
 //! Everything the attribute does is also available without it: [`install`] and [`run`].
 
 #![warn(missing_docs)]
 
 pub use crashguard_runtime::config::{DEFAULT_GRACE_PERIOD, DEFAULT_TERMINATION_LOG};
-pub use crashguard_runtime::exit::{EXIT_ERROR, EXIT_PANIC, TERMINATION_MESSAGE_MAX_BYTES};
+pub use crashguard_runtime::exit::{
+    EXIT_DEADLINE, EXIT_ERROR, EXIT_PANIC, TERMINATION_MESSAGE_MAX_BYTES,
+};
 pub use crashguard_runtime::record::{MAX_RECORD_BYTES, TRUNCATION_MARKER};
+pub use crashguard_runtime::shutdown::{
+    is_shutting_down, on_shutdown, on_shutdown_async, shutdown_signal, shutdown_token,
+    ShutdownSignal,
+};
 pub use crashguard_runtime::{
     install, run, Config, FromPanic, IncidentId, MainExit, MainOutput, PanicLocation, PanicReport,
 };
@@ -38,6 +48,9 @@ pub use crashguard_runtime::{
 /// (feature `tower`) and axum glue (feature `axum`).
 #[cfg(feature = "http")]
 pub use crashguard_runtime::http;
+
+/// Graceful shutdown on SIGTERM and SIGINT, with a deadline, hooks and readiness.
+pub use crashguard_runtime::shutdown;
 #[cfg(feature = "tokio")]
 pub use crashguard_runtime::{run_async, Flavor};
 

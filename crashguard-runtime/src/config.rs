@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `CRASHGUARD_GRACE_PERIOD` | shutdown deadline, e.g. `25s`, `1500ms`, `1m 30s` | [`Config::grace_period`], else 30 s |
 //! | `CRASHGUARD_TERMINATION_LOG` | file for the termination message; empty turns it off | `/dev/termination-log` when it exists and is writable |
+//! | `CRASHGUARD_SHUTDOWN_DELAY` | time between SIGTERM and the shutdown signal, serving on while endpoints are removed | [`Config::shutdown_delay`], else 0 |
 //! | `CRASHGUARD_BACKTRACE` | `0`, `false` or `off` leaves backtraces out of panic records | on |
 //!
 //! An environment value that cannot be read is reported in a `config` record at install and the
@@ -37,6 +38,7 @@ pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
 #[derive(Debug, Clone)]
 pub struct Config {
     grace_period: Duration,
+    shutdown_delay: Duration,
     backtrace: bool,
     termination_log: TerminationLog,
     max_record_bytes: usize,
@@ -63,6 +65,7 @@ impl Config {
     pub fn new() -> Config {
         Config {
             grace_period: DEFAULT_GRACE_PERIOD,
+            shutdown_delay: Duration::ZERO,
             backtrace: true,
             termination_log: TerminationLog::KubernetesDefault,
             max_record_bytes: MAX_RECORD_BYTES,
@@ -75,6 +78,15 @@ impl Config {
     /// `CRASHGUARD_GRACE_PERIOD` overrides it.
     pub fn grace_period(mut self, grace_period: Duration) -> Config {
         self.grace_period = grace_period;
+        self
+    }
+
+    /// How long to keep serving after SIGTERM before the shutdown signal fires (0 by default).
+    /// Readiness turns false at once; the delay covers the moment in which Kubernetes removes the
+    /// pod from its endpoints while requests still arrive. A preStop hook (`sleep 5`) does the
+    /// same outside the process. `CRASHGUARD_SHUTDOWN_DELAY` overrides it.
+    pub fn shutdown_delay(mut self, delay: Duration) -> Config {
+        self.shutdown_delay = delay;
         self
     }
 
@@ -123,6 +135,7 @@ impl Config {
     pub(crate) fn resolve(&self) -> Settings {
         let mut settings = Settings {
             grace_period: self.grace_period,
+            shutdown_delay: self.shutdown_delay,
             backtrace: self.backtrace,
             termination_log: match &self.termination_log {
                 TerminationLog::KubernetesDefault => kubernetes_termination_log(),
@@ -136,6 +149,14 @@ impl Config {
             match humantime::parse_duration(value.trim()) {
                 Ok(grace_period) => settings.grace_period = grace_period,
                 Err(error) => report_bad_env("CRASHGUARD_GRACE_PERIOD", &value, &error.to_string()),
+            }
+        }
+        if let Some(value) = env("CRASHGUARD_SHUTDOWN_DELAY") {
+            match humantime::parse_duration(value.trim()) {
+                Ok(delay) => settings.shutdown_delay = delay,
+                Err(error) => {
+                    report_bad_env("CRASHGUARD_SHUTDOWN_DELAY", &value, &error.to_string())
+                }
             }
         }
         if let Some(value) = std::env::var_os("CRASHGUARD_TERMINATION_LOG") {
@@ -156,6 +177,7 @@ impl Config {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) grace_period: Duration,
+    pub(crate) shutdown_delay: Duration,
     pub(crate) backtrace: bool,
     pub(crate) termination_log: Option<PathBuf>,
     pub(crate) max_record_bytes: usize,

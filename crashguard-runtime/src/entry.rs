@@ -37,7 +37,10 @@ pub fn run_named<T: MainOutput>(
     body: impl FnOnce() -> T,
 ) -> ! {
     install(config);
-    finish(catch(function, body))
+    crate::shutdown::main_started();
+    let result = catch(function, body);
+    crate::shutdown::after_main_blocking();
+    finish(result)
 }
 
 /// Guards the body of an `async fn main` that another attribute (`#[tokio::main]`) runs: the
@@ -49,7 +52,10 @@ pub async fn run_future_named<T: MainOutput>(
     body: impl Future<Output = T>,
 ) -> Infallible {
     install(config);
-    finish(catch_future(function, body).await)
+    crate::shutdown::main_started();
+    let result = catch_future(function, body).await;
+    crate::shutdown::after_main().await;
+    finish(result)
 }
 
 /// Which tokio runtime crashguard builds for an `async fn main` it runs itself.
@@ -105,7 +111,14 @@ pub fn run_async_named<T: MainOutput>(
         }
     };
     match builder.enable_all().build() {
-        Ok(runtime) => finish(runtime.block_on(catch_future(function, body))),
+        Ok(runtime) => {
+            crate::shutdown::main_started();
+            finish(runtime.block_on(async {
+                let result = catch_future(function, body).await;
+                crate::shutdown::after_main().await;
+                result
+            }))
+        }
         Err(error) => {
             let error = format!("could not start the tokio runtime: {error}");
             exit_process(crate::exit::EXIT_ERROR, ExitReason::Error(&error))

@@ -5,6 +5,9 @@
 //! | main returned `()`, `Ok`, or an [`ExitCode`] | `returned` | 0, or that code |
 //! | main returned `Err(e)` | `error` | 1 |
 //! | a panic escaped main | `panic` | 101 |
+//! | main returned after SIGTERM/SIGINT started a shutdown | `shutdown` | 0, or main's code |
+//! | the shutdown deadline passed first | `deadline` | 124 |
+//! | a second SIGTERM/SIGINT during shutdown | `signal` | 128 + the signal's number |
 //!
 //! When the code is not 0 a short summary also goes to the termination log (see
 //! [`Config::termination_log`](crate::Config::termination_log)), which `kubectl describe pod`
@@ -17,9 +20,11 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::panic::PanicReport;
 use crate::record::{self, Record, Severity};
+use crate::signal::signal_name;
 
 /// The most the kubelet keeps of a termination message.
 pub const TERMINATION_MESSAGE_MAX_BYTES: usize = 4096;
@@ -29,6 +34,9 @@ pub const EXIT_ERROR: i32 = 1;
 
 /// The exit code of a process ended by a panic, as std's own.
 pub const EXIT_PANIC: i32 = 101;
+
+/// The exit code when a graceful shutdown did not finish before its deadline (as `timeout(1)`).
+pub const EXIT_DEADLINE: i32 = 124;
 
 /// What a `#[crash_guarded]` (or [`run`](crate::run)) `main` may return: `()`, [`ExitCode`], or
 /// `Result<T, E>` of those with any `E: Debug` (`anyhow::Error`, `Box<dyn Error>`, …).
@@ -85,6 +93,11 @@ pub(crate) enum ExitReason<'a> {
     Returned,
     Error(&'a str),
     Panic(&'a PanicReport),
+    Deadline {
+        grace_period: Duration,
+        pending: &'a str,
+    },
+    SecondSignal(i32),
 }
 
 /// Ends the process after `main` returned.
@@ -112,21 +125,51 @@ pub(crate) fn exit_process(code: i32, reason: ExitReason<'_>) -> ! {
         Severity::Error
     };
     let mut record = Record::new("exit", severity);
+    let stopping_signal = crate::shutdown::stopping_signal();
     let (reason_name, detail) = match &reason {
-        ExitReason::Returned => ("returned", None),
-        ExitReason::Error(error) => ("error", Some(format!("main returned an error: {error}"))),
-        ExitReason::Panic(report) => ("panic", Some(report.summary())),
+        ExitReason::Returned => match stopping_signal {
+            Some((signal, since)) => (
+                "shutdown",
+                format!(
+                    "graceful shutdown after {} finished in {} ms",
+                    signal_name(signal),
+                    since.elapsed().as_millis()
+                ),
+            ),
+            None if code == 0 => ("returned", "main returned".to_owned()),
+            None => ("returned", format!("main returned exit code {code}")),
+        },
+        ExitReason::Error(error) => ("error", format!("main returned an error: {error}")),
+        ExitReason::Panic(report) => ("panic", report.summary()),
+        ExitReason::Deadline {
+            grace_period,
+            pending,
+        } => (
+            "deadline",
+            format!(
+                "shutdown deadline of {} ms passed; still running: {pending}",
+                grace_period.as_millis()
+            ),
+        ),
+        ExitReason::SecondSignal(signal) => (
+            "signal",
+            format!("second {} during shutdown", signal_name(*signal)),
+        ),
     };
     record.display(
         "message",
-        format_args!(
-            "exited with {code}: {}",
-            detail.as_deref().unwrap_or("main returned")
-        ),
+        format_args!("exited with {code}: {detail}"),
         2048,
     );
     record.i64("exit.code", i64::from(code));
     record.str("exit.reason", reason_name);
+    if let ExitReason::SecondSignal(signal) = &reason {
+        record.str("signal.name", signal_name(*signal));
+        record.i64("signal.number", i64::from(*signal));
+    }
+    if let ExitReason::Deadline { pending, .. } = &reason {
+        record.str("shutdown.pending", pending);
+    }
     if let ExitReason::Panic(report) = &reason {
         record.display("incident.id", report.incident_id(), usize::MAX);
     }
@@ -137,9 +180,8 @@ pub(crate) fn exit_process(code: i32, reason: ExitReason<'_>) -> ! {
     record::write_line(record.finish(), record::Wait::Patiently);
 
     if code != 0 {
-        if let (Some(path), Some(detail)) = (crate::settings().termination_log.as_deref(), &detail)
-        {
-            write_termination_message(path, detail);
+        if let Some(path) = crate::settings().termination_log.as_deref() {
+            write_termination_message(path, &detail);
         }
     }
     std::process::exit(code)

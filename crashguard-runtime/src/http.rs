@@ -87,4 +87,4 @@ pub use request::{CrashGuardLayer, CrashGuardService, ProblemForPanic, RequestSc
 mod axum_glue;
 
 #[cfg(feature = "axum")]
-pub use axum_glue::HttpAnswer;
+pub use axum_glue::{readyz, HttpAnswer};

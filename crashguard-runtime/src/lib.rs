@@ -8,6 +8,7 @@
 //! - [`panic`]: the panic hook, incident ids and [`PanicReport`],
 //! - [`exit`]: exit records, exit codes and the termination message,
 //! - [`config`]: [`Config`] and its environment overrides,
+//! - [`shutdown`]: SIGTERM and SIGINT, the shutdown signal, hooks and the deadline,
 //! - [`guard`]: catching panics in functions and futures, and [`FromPanic`] for what they return,
 //! - `http` (feature `http`): the 500 that answers a panic, the tower layer (feature `tower`)
 //!   and axum glue (feature `axum`).
@@ -24,6 +25,8 @@ pub mod guard;
 pub mod http;
 pub mod panic;
 pub mod record;
+pub mod shutdown;
+mod signal;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -35,6 +38,10 @@ pub use entry::{run_async, run_async_named, Flavor};
 pub use exit::{MainExit, MainOutput};
 pub use fallback::FromPanic;
 pub use panic::{IncidentId, PanicLocation, PanicReport};
+pub use shutdown::{
+    is_shutting_down, on_shutdown, on_shutdown_async, shutdown_signal, shutdown_token,
+    ShutdownSignal,
+};
 
 use config::Settings;
 
@@ -45,8 +52,9 @@ struct Installed {
 
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
-/// Installs crashguard for this process: the environment is read, and the panic hook replaces
-/// the previous one (see [`panic`]). This is what `#[crash_guarded]` on `main` does first, for
+/// Installs crashguard for this process: the environment is read, the panic hook replaces the
+/// previous one (see [`panic`]), and SIGTERM and SIGINT start a graceful shutdown (see
+/// [`shutdown`]). This is what `#[crash_guarded]` on `main` does first, for
 /// programs that do not use the attribute.
 ///
 /// Installing is idempotent: the first call's [`Config`] stays in force and later calls do
@@ -69,6 +77,7 @@ pub fn install(config: Config) {
             since: Instant::now(),
         }
     });
+    shutdown::ensure_signals();
 }
 
 /// The settings in force: those installed, or the defaults with the environment applied.

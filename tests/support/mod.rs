@@ -239,11 +239,13 @@ impl Server {
         stdout
             .read_line(&mut first)
             .expect("read the listening line");
+        // Servers say where they listen; other fixtures just say they are ready.
         let base = first
             .trim()
             .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .unwrap_or_default()
             .to_owned();
+        assert!(!first.is_empty(), "the child ended before it was ready");
         // Keep draining stdout so the server never blocks on it.
         std::thread::spawn(move || {
             let mut rest = String::new();
@@ -297,11 +299,21 @@ impl Server {
         })
     }
 
-    /// Sends `signal` and waits for the process to end; returns its status and every record.
-    pub fn stop_with(mut self, signal: i32, limit: Duration) -> (ExitStatus, Vec<Record>) {
+    /// Sends `signal` to the process, as the kubelet does.
+    pub fn signal(&self, signal: i32) {
         let pid = i32::try_from(self.child.id()).unwrap();
         // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
-        unsafe { libc::kill(pid, signal) };
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Sends `signal` and waits for the process to end; returns its status and every record.
+    pub fn stop_with(self, signal: i32, limit: Duration) -> (ExitStatus, Vec<Record>) {
+        self.signal(signal);
+        self.finish(limit)
+    }
+
+    /// Waits for the process to end; returns its status and every record.
+    pub fn finish(mut self, limit: Duration) -> (ExitStatus, Vec<Record>) {
         let status = wait_at_most(&mut self.child, limit);
         if let Some(reader) = self.stderr_reader.take() {
             reader.join().unwrap();

@@ -1,6 +1,7 @@
 //! axum glue: handlers returning `impl IntoResponse`, and axum's `ErrorResponse`.
 
 use axum_core::response::{ErrorResponse, IntoResponse, Response};
+use http::StatusCode;
 
 use super::problem_response;
 use crate::fallback::FromPanic;
@@ -35,5 +36,21 @@ impl<T> FromPanic for HttpAnswer<T> {
 impl FromPanic for ErrorResponse {
     fn from_panic(report: &PanicReport) -> Self {
         ErrorResponse::from(problem_response::<axum_core::body::Body>(report))
+    }
+}
+
+/// An axum handler for a readiness probe: 200 `ready` until shutdown starts, then 503
+/// `shutting down`, so Kubernetes stops sending new requests while in-flight ones finish.
+///
+/// ```
+/// use axum::{routing::get, Router};
+///
+/// let app: Router = Router::new().route("/readyz", get(crashguard_runtime::http::readyz));
+/// ```
+pub async fn readyz() -> (StatusCode, &'static str) {
+    if crate::shutdown::is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }

@@ -1,0 +1,397 @@
+//! Graceful shutdown: SIGTERM and SIGINT start it, a deadline ends it.
+//!
+//! Kubernetes sends SIGTERM to the container's PID 1, waits `terminationGracePeriodSeconds`
+//! (30 s by default, counted from the start of the preStop hook), then sends SIGKILL. In that
+//! time a service must stop taking work, finish what is in flight, close its connections and
+//! exit. crashguard's part:
+//!
+//! 1. The first SIGTERM or SIGINT writes a `shutdown` record (SIGINT is marked `interactive`: a
+//!    person pressed Ctrl-C, this is not a production stop) and [`is_shutting_down`] turns true,
+//!    so a readiness probe fails and the endpoint is taken out of the load balancer.
+//! 2. After [`Config::shutdown_delay`](crate::Config::shutdown_delay) (0 by default), every
+//!    [`shutdown_signal`] future resolves and every [`shutdown_token`] is cancelled: the server
+//!    stops accepting and drains.
+//! 3. When `main` returns, the hooks registered with [`on_shutdown`] and [`on_shutdown_async`] run,
+//!    last registered first, each with a `shutdown_hook` record; then the `exit` record.
+//! 4. If all that is not done at the deadline (the grace period less a margin of a tenth, at most
+//!    500 ms, kept for the exit itself), crashguard writes the `exit` record with reason
+//!    `deadline` and what was still running, writes the termination message, and exits with
+//!    [`EXIT_DEADLINE`], before the kubelet's SIGKILL would leave nothing.
+//! 5. A second SIGTERM or SIGINT during shutdown exits at once with 128 + the signal's number.
+//!
+//! Signals are received by [`signal-hook`](https://docs.rs/signal-hook) on a thread of
+//! crashguard's, so handlers installed before keep running (signal-hook chains to them).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn serve() {
+//! let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await.unwrap();
+//! crashguard_runtime::shutdown::on_shutdown("flush-metrics", || println!("flushed"));
+//! axum::serve(listener, app)
+//!     .with_graceful_shutdown(crashguard_runtime::shutdown_signal())
+//!     .await
+//!     .unwrap();
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::exit::{exit_process, ExitReason, EXIT_DEADLINE};
+use crate::guard::catch_future;
+use crate::record::{self, Record, Severity};
+use crate::signal::signal_name;
+
+/// Resolves once shutdown starts: after the first SIGTERM or SIGINT (and the configured delay),
+/// at once if that already happened. Any number of them can wait; it is `Send + 'static`, so it
+/// fits axum's `with_graceful_shutdown` and `tokio::select!` alike.
+///
+/// Calling it makes sure the signals are handled, even without [`install`](crate::install).
+pub fn shutdown_signal() -> ShutdownSignal {
+    ensure_signals();
+    ShutdownSignal {
+        cancelled: state().token.clone().cancelled_owned(),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`shutdown_signal`].
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct ShutdownSignal {
+        #[pin]
+        cancelled: WaitForCancellationFutureOwned,
+    }
+}
+
+impl Future for ShutdownSignal {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.project().cancelled.poll(cx)
+    }
+}
+
+/// A token cancelled when shutdown starts, for tasks that should stop then. Cancelling it
+/// yourself stops only its own children, not the process's shutdown.
+pub fn shutdown_token() -> CancellationToken {
+    ensure_signals();
+    state().token.child_token()
+}
+
+/// Whether shutdown has started (a signal arrived, or `main` returned). Readiness checks should
+/// fail from then on.
+pub fn is_shutting_down() -> bool {
+    state().started.load(Ordering::SeqCst)
+}
+
+/// Registers a hook to run after `main` returns (close pools, flush buffers). Hooks run last
+/// registered first, each bounded by what is left of the deadline, each leaving a
+/// `shutdown_hook` record with its name, duration and outcome (`ok`, `panicked`, or `timed_out`
+/// when the deadline cut it off).
+pub fn on_shutdown(name: impl Into<String>, hook: impl FnOnce() + Send + 'static) {
+    register(name.into(), Hook::Sync(Box::new(hook)));
+}
+
+/// Registers an async hook; see [`on_shutdown`]. It runs on the runtime that ran `main` (or, for
+/// a sync `main`, on a current-thread runtime crashguard starts for the hooks).
+pub fn on_shutdown_async<F>(name: impl Into<String>, hook: impl FnOnce() -> F + Send + 'static)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    register(
+        name.into(),
+        Hook::Async(Box::new(move || Box::pin(hook()) as BoxFuture)),
+    );
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+enum Hook {
+    Sync(Box<dyn FnOnce() + Send>),
+    Async(Box<dyn FnOnce() -> BoxFuture + Send>),
+}
+
+struct State {
+    token: CancellationToken,
+    /// Shutdown has begun: readiness is false, the deadline is armed.
+    started: AtomicBool,
+    /// SIGTERM/SIGINT seen so far.
+    signals: AtomicUsize,
+    /// What the deadline would cut off: `main`, or the hook that is running.
+    pending: Mutex<Vec<Pending>>,
+    hooks: Mutex<Vec<(String, Hook)>>,
+    signal_started: Mutex<Option<(i32, Instant)>>,
+}
+
+fn state() -> &'static State {
+    static STATE: OnceLock<State> = OnceLock::new();
+    STATE.get_or_init(|| State {
+        token: CancellationToken::new(),
+        started: AtomicBool::new(false),
+        signals: AtomicUsize::new(0),
+        pending: Mutex::new(Vec::new()),
+        hooks: Mutex::new(Vec::new()),
+        signal_started: Mutex::new(None),
+    })
+}
+
+fn register(name: String, hook: Hook) {
+    lock(&state().hooks).push((name, hook));
+}
+
+/// A poisoned lock here only means a hook panicked while holding nothing of ours; go on.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts the signal thread once.
+pub(crate) fn ensure_signals() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT]);
+        match signals {
+            Ok(mut signals) => {
+                let spawned = std::thread::Builder::new()
+                    .name("crashguard-signals".into())
+                    .spawn(move || {
+                        for signal in signals.forever() {
+                            on_signal(signal);
+                        }
+                    });
+                if let Err(error) = spawned {
+                    report_setup_failure(&format!("could not start the signal thread: {error}"));
+                }
+            }
+            Err(error) => {
+                report_setup_failure(&format!("could not handle SIGTERM and SIGINT: {error}"))
+            }
+        }
+    });
+}
+
+fn report_setup_failure(problem: &str) {
+    let mut record = Record::new("config", Severity::Warning);
+    record.str("message", problem);
+    record::write_line(record.finish(), record::Wait::Patiently);
+}
+
+fn on_signal(signal: i32) {
+    let state = state();
+    if state.signals.fetch_add(1, Ordering::SeqCst) > 0 {
+        exit_process(128 + signal, ExitReason::SecondSignal(signal));
+    }
+    let grace_period = crate::settings().grace_period;
+    let interactive = signal == libc::SIGINT;
+    let mut record = Record::new("shutdown", Severity::Notice);
+    record.display(
+        "message",
+        format_args!(
+            "{} received{}: shutting down within {} ms",
+            signal_name(signal),
+            if interactive {
+                " (interactive, not a production stop)"
+            } else {
+                ""
+            },
+            grace_period.as_millis()
+        ),
+        usize::MAX,
+    );
+    record.str("signal.name", signal_name(signal));
+    record.i64("signal.number", i64::from(signal));
+    record.bool("shutdown.interactive", interactive);
+    record.millis("shutdown.grace_period_ms", grace_period);
+    record.millis("shutdown.delay_ms", crate::settings().shutdown_delay);
+    record::write_line(record.finish(), record::Wait::Patiently);
+    *lock(&state.signal_started) = Some((signal, Instant::now()));
+    begin(Instant::now(), crate::settings().shutdown_delay);
+}
+
+/// Begins shutdown once: readiness off, then after `delay` the shutdown signal, and the deadline.
+fn begin(since: Instant, delay: Duration) {
+    let state = state();
+    if state.started.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let grace_period = crate::settings().grace_period;
+    let deadline = since + grace_period.saturating_sub(exit_margin(grace_period));
+    let armed = std::thread::Builder::new()
+        .name("crashguard-deadline".into())
+        .spawn(move || {
+            sleep_until(since + delay);
+            state.token.cancel();
+            sleep_until(deadline);
+            deadline_passed(grace_period);
+        });
+    if armed.is_err() {
+        // Without a deadline thread the signal still has to reach the application.
+        state.token.cancel();
+    }
+}
+
+/// Time kept between crashguard's own deadline and the kubelet's SIGKILL for writing the exit
+/// record and the termination message: a tenth of the grace period, at most 500 ms.
+fn exit_margin(grace_period: Duration) -> Duration {
+    (grace_period / 10).min(Duration::from_millis(500))
+}
+
+fn sleep_until(when: Instant) {
+    let now = Instant::now();
+    if when > now {
+        std::thread::sleep(when - now);
+    }
+}
+
+/// Something still running when the deadline passes.
+#[derive(Clone, PartialEq, Eq)]
+enum Pending {
+    Main,
+    Hook(String),
+}
+
+impl std::fmt::Display for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pending::Main => f.write_str("main"),
+            Pending::Hook(name) => write!(f, "shutdown hook {name:?}"),
+        }
+    }
+}
+
+fn deadline_passed(grace_period: Duration) -> ! {
+    let pending = lock(&state().pending).clone();
+    for pending in &pending {
+        if let Pending::Hook(name) = pending {
+            hook_record(name, "timed_out", None);
+        }
+    }
+    let pending = if pending.is_empty() {
+        "nothing (exiting)".to_owned()
+    } else {
+        let names: Vec<String> = pending.iter().map(ToString::to_string).collect();
+        names.join(", ")
+    };
+    exit_process(
+        EXIT_DEADLINE,
+        ExitReason::Deadline {
+            grace_period,
+            pending: &pending,
+        },
+    )
+}
+
+/// `main` is running: what the deadline would name.
+pub(crate) fn main_started() {
+    lock(&state().pending).push(Pending::Main);
+}
+
+/// Whether a signal started the shutdown, and which.
+pub(crate) fn stopping_signal() -> Option<(i32, Instant)> {
+    *lock(&state().signal_started)
+}
+
+/// `main` returned (or panicked): begin shutdown if no signal did, then run the hooks.
+pub(crate) async fn after_main() {
+    let state = state();
+    lock(&state.pending).retain(|p| *p != Pending::Main);
+    begin(Instant::now(), Duration::ZERO);
+    let hooks = std::mem::take(&mut *lock(&state.hooks));
+    for (name, hook) in hooks.into_iter().rev() {
+        let pending = Pending::Hook(name.clone());
+        lock(&state.pending).push(pending.clone());
+        let started = Instant::now();
+        let outcome = match hook {
+            Hook::Async(hook) => catch_future("shutdown hook", hook()).await.is_ok(),
+            Hook::Sync(hook) => run_sync_hook(hook).await,
+        };
+        lock(&state.pending).retain(|p| *p != pending);
+        let outcome = if outcome { "ok" } else { "panicked" };
+        hook_record(&name, outcome, Some(started.elapsed()));
+    }
+}
+
+/// For a sync `main`: runs [`after_main`] on a current-thread runtime of its own.
+pub(crate) fn after_main_blocking() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(after_main()),
+        Err(error) => report_setup_failure(&format!(
+            "could not start a runtime for the shutdown hooks: {error}"
+        )),
+    }
+}
+
+/// Runs a sync hook on a thread of its own, so that a hook that blocks forever cannot keep the
+/// deadline from ending the process.
+async fn run_sync_hook(hook: Box<dyn FnOnce() + Send>) -> bool {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("crashguard-shutdown-hook".into())
+        .spawn(move || {
+            let outcome = crate::guard::catch("shutdown hook", hook).is_ok();
+            let _ = done.send(outcome);
+        });
+    match spawned {
+        Ok(_) => finished.await.unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn hook_record(name: &str, outcome: &str, took: Option<Duration>) {
+    let severity = if outcome == "ok" {
+        Severity::Info
+    } else {
+        Severity::Error
+    };
+    let mut record = Record::new("shutdown_hook", severity);
+    match took {
+        Some(took) => record.display(
+            "message",
+            format_args!(
+                "shutdown hook {name:?} {outcome} after {} ms",
+                took.as_millis()
+            ),
+            2048,
+        ),
+        None => record.display(
+            "message",
+            format_args!("shutdown hook {name:?} {outcome}: the deadline passed"),
+            2048,
+        ),
+    }
+    record.str("hook.name", name);
+    record.str("hook.outcome", outcome);
+    if let Some(took) = took {
+        record.millis("hook.duration_ms", took);
+    }
+    record::write_line(record.finish(), record::Wait::Patiently);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_margin_is_a_tenth_of_the_grace_period_at_most_half_a_second() {
+        assert_eq!(
+            exit_margin(Duration::from_secs(30)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            exit_margin(Duration::from_secs(2)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(exit_margin(Duration::ZERO), Duration::ZERO);
+    }
+}
