@@ -9,6 +9,7 @@
 //! - [`exit`]: exit records, exit codes and the termination message,
 //! - [`config`]: [`Config`] and its environment overrides,
 //! - [`shutdown`]: SIGTERM and SIGINT, the shutdown signal, hooks and the deadline,
+//! - `fatal` (Linux): SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT and stack overflow,
 //! - [`guard`]: catching panics in functions and futures, and [`FromPanic`] for what they return,
 //! - `http` (feature `http`): the 500 that answers a panic, the tower layer (feature `tower`)
 //!   and axum glue (feature `axum`).
@@ -20,6 +21,8 @@ pub mod config;
 mod entry;
 pub mod exit;
 mod fallback;
+#[cfg(target_os = "linux")]
+pub mod fatal;
 pub mod guard;
 #[cfg(feature = "http")]
 pub mod http;
@@ -54,7 +57,8 @@ static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
 /// Installs crashguard for this process: the environment is read, the panic hook replaces the
 /// previous one (see [`panic`]), and SIGTERM and SIGINT start a graceful shutdown (see
-/// [`shutdown`]). This is what `#[crash_guarded]` on `main` does first, for
+/// [`shutdown`]), and fatal signals leave a record before the process dies by them (see
+/// `fatal`, on Linux). This is what `#[crash_guarded]` on `main` does first, for
 /// programs that do not use the attribute.
 ///
 /// Installing is idempotent: the first call's [`Config`] stays in force and later calls do
@@ -78,6 +82,8 @@ pub fn install(config: Config) {
         }
     });
     shutdown::ensure_signals();
+    #[cfg(target_os = "linux")]
+    fatal::install(settings().termination_log.as_deref());
 }
 
 /// The settings in force: those installed, or the defaults with the environment applied.

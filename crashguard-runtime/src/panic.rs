@@ -413,3 +413,26 @@ mod tests {
         );
     }
 }
+
+/// Makes [`IncidentId::next`] safe to call from a signal handler: the process tag is computed
+/// now, so later calls only read it and bump an atomic.
+pub(crate) fn prepare_for_signal_handlers() {
+    process_tag();
+}
+
+/// The incident id of the panic this thread is in the middle of, if any: the one a
+/// `panic = "abort"` or a panic during unwinding is about to abort with. Reads only a
+/// const-initialised thread-local, so a signal handler may call it.
+pub(crate) fn incident_in_progress() -> Option<IncidentId> {
+    if !std::thread::panicking() {
+        return None;
+    }
+    LAST_PANIC
+        .try_with(|last| {
+            last.try_borrow()
+                .ok()
+                .and_then(|last| last.as_ref().map(PanicReport::incident_id))
+        })
+        .ok()
+        .flatten()
+}
