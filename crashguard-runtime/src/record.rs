@@ -124,7 +124,6 @@ impl Record {
     }
 
     /// Adds a field from raw bytes; invalid UTF-8 becomes U+FFFD.
-    #[allow(dead_code)] // for OS data read without allocating, such as a thread's comm name
     pub(crate) fn bytes(&mut self, key: &str, value: &[u8]) {
         self.display(key, LossyUtf8(value), usize::MAX);
     }
@@ -169,7 +168,6 @@ impl Record {
     }
 
     /// Adds `true` or `false`.
-    #[allow(dead_code)] // kept beside the other field kinds; the writer's tests use it
     pub(crate) fn bool(&mut self, key: &str, value: bool) {
         self.raw(key, if value { b"true" } else { b"false" });
     }
@@ -280,7 +278,6 @@ fn escape_char(ch: char, scratch: &mut [u8; 8]) -> &[u8] {
 }
 
 /// Displays bytes as text, invalid sequences as U+FFFD, without allocating.
-#[allow(dead_code)]
 pub(crate) struct LossyUtf8<'a>(pub(crate) &'a [u8]);
 
 impl fmt::Display for LossyUtf8<'_> {

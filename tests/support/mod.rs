@@ -31,8 +31,20 @@ pub fn fixture_path(name: &str) -> PathBuf {
 
 /// A fixture command with a private termination log and no inherited backtrace settings.
 pub fn fixture(name: &str) -> Fixture {
+    program(fixture_path(name), &[])
+}
+
+/// `program` started through `launcher` (such as `unshare --pid --fork`), set up as [`fixture`].
+pub fn program(program: PathBuf, launcher: &[&str]) -> Fixture {
     let termination_log = scratch_path("termination-log");
-    let mut command = Command::new(fixture_path(name));
+    let mut command = match launcher.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    };
     command
         .env("CRASHGUARD_TERMINATION_LOG", &termination_log)
         .env_remove("CRASHGUARD_GRACE_PERIOD")
@@ -72,7 +84,18 @@ impl Fixture {
 
     /// Runs to the end (killed after 60 s, which fails the test) and parses stderr: every line
     /// must be one JSON object.
-    pub fn run(mut self) -> Finished {
+    pub fn run(self) -> Finished {
+        let (finished, text) = self.run_allowing_text();
+        assert!(
+            text.is_empty(),
+            "stderr lines that are not records: {text:#?}"
+        );
+        finished
+    }
+
+    /// As [`Fixture::run`], but returns the stderr lines that are not JSON (what std itself
+    /// prints on some deaths) instead of failing on them.
+    pub fn run_allowing_text(mut self) -> (Finished, Vec<String>) {
         let mut child = self
             .command
             .stdout(Stdio::piped())
@@ -93,13 +116,26 @@ impl Fixture {
         });
         let status = wait_at_most(&mut child, Duration::from_secs(60));
         let stderr = stderr.join().unwrap();
-        Finished {
+        let text = std::str::from_utf8(&stderr).expect("stderr is UTF-8");
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "stderr ends with a newline: {text:?}"
+        );
+        let (mut records, mut other) = (Vec::new(), Vec::new());
+        for line in text.lines() {
+            match serde_json::from_str(line) {
+                Ok(Value::Object(record)) => records.push(record),
+                _ => other.push(line.to_owned()),
+            }
+        }
+        let finished = Finished {
             status,
             stdout: stdout.join().unwrap(),
-            records: parse_records(&stderr),
+            records,
             stderr,
             termination_log: self.termination_log,
-        }
+        };
+        (finished, other)
     }
 }
 
