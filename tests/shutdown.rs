@@ -207,3 +207,21 @@ fn a_panicking_hook_is_recorded_and_the_other_hooks_still_run() {
     assert_eq!(hook(&records[4]), ("first", "ok"));
     assert_eq!(records[5]["exit.reason"], "shutdown");
 }
+
+#[test]
+fn without_the_environment_the_grace_period_is_the_attributes() {
+    let server = Server::start_with(fixture("shutdown_cases").arg("ignores-shutdown"));
+    let signalled = Instant::now();
+    let (status, records) = server.stop_with(libc::SIGTERM, Duration::from_secs(10));
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(2700) && took < Duration::from_millis(3300),
+        "{took:?}"
+    );
+    assert_eq!(status.code(), Some(124));
+    assert_eq!(records[0]["shutdown.grace_period_ms"], 3000);
+    assert_eq!(
+        records[1]["message"],
+        "exited with 124: shutdown deadline of 3000 ms passed; still running: main"
+    );
+}
