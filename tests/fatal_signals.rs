@@ -45,13 +45,15 @@ fn assert_fatal<'a>(run: &'a Finished, signal: i32, name: &str, code_name: &str)
     record
 }
 
-/// Frames are `N: module+0xoffset`, and each module is listed with its build id.
+/// Frames are `N: module+0xoffset`, perhaps followed by the function's name, and each module is
+/// listed with its build id.
 fn assert_frames_are_module_offsets(record: &Record) {
     let trace = str_field(record, "exception.stacktrace");
     let modules = str_field(record, "process.modules");
     for (index, frame) in trace.lines().enumerate() {
         let (number, location) = frame.split_once(": ").expect("N: location");
         assert_eq!(number, index.to_string());
+        let location = location.split(' ').next().unwrap();
         if let Some((module, offset)) = location.split_once("+0x") {
             assert!(u64::from_str_radix(offset, 16).is_ok(), "{frame}");
             assert!(
@@ -96,6 +98,23 @@ fn a_null_pointer_write_is_one_sigsegv_record_then_death_by_sigsegv() {
     );
     assert!(first_frame(record).starts_with("0: fixture_fatal_cases+0x"));
     assert_eq!(run.stdout, "", "the process did not go on");
+}
+
+#[test]
+fn frames_in_the_executable_are_named_once_its_symbols_are_read() {
+    let run = fixture("fatal_cases").arg("null-write-later").run();
+    let record = assert_fatal(&run, libc::SIGSEGV, "SIGSEGV", "SEGV_MAPERR");
+    let trace = str_field(record, "exception.stacktrace");
+    let frames: Vec<&str> = trace.lines().collect();
+    assert!(
+        frames[0].starts_with("0: fixture_fatal_cases+0x")
+            && frames[0].ends_with(" fixture_fatal_cases::null_write"),
+        "{trace}"
+    );
+    assert!(
+        frames[1].ends_with(" fixture_fatal_cases::main::{{closure}}"),
+        "{trace}"
+    );
 }
 
 #[test]

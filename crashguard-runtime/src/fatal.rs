@@ -18,7 +18,8 @@
 //! 2. One record, written straight to fd 2 (never through `tracing`): the signal and what its
 //!    `si_code` means, the fault address, the thread, whether it was a stack overflow, and a
 //!    backtrace of `module+0xoffset` frames with the modules' build ids (see the README on
-//!    `addr2line`). If a panic was in progress on that thread (a double panic, `panic = "abort"`),
+//!    `addr2line`), and the function's name for frames in the executable once its symbol table
+//!    has been read (on a background thread started at install). If a panic was in progress on that thread (a double panic, `panic = "abort"`),
 //!    the record carries that panic's incident id.
 //! 3. An `exit` record with reason `fatal_signal` and code 128 + n, then the termination
 //!    message.
@@ -51,6 +52,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::OnceLock;
 
 use libc::{c_int, c_void, siginfo_t};
+
+mod symbols;
 
 use crate::panic::IncidentId;
 use crate::record::{self, current_thread_id, Record, Severity};
@@ -140,6 +143,8 @@ struct Module {
     end: usize,
     path: String,
     build_id: Vec<u8>,
+    /// The program itself, whose symbol table crashguard reads for function names.
+    is_executable: bool,
 }
 
 impl Module {
@@ -161,6 +166,9 @@ pub(crate) fn install(termination_log: Option<&std::path::Path>) {
             modules: loaded_modules(),
             termination_log,
         });
+        if let Ok(executable) = std::env::current_exe() {
+            symbols::load_in_background(executable);
+        }
         ensure_alternate_stack();
         prepare_emergency_stack();
         for (index, &signal) in FATAL_SIGNALS.iter().enumerate() {
@@ -566,12 +574,15 @@ impl fmt::Display for Frames<'_> {
                 .iter()
                 .find(|m| (m.start..m.end).contains(&address))
             {
-                Some(module) => write!(
-                    f,
-                    "{index}: {}+{:#x}",
-                    module.file_name(),
-                    address - module.base
-                )?,
+                Some(module) => {
+                    let offset = address - module.base;
+                    write!(f, "{index}: {}+{offset:#x}", module.file_name())?;
+                    if module.is_executable {
+                        if let Some(function) = symbols::function_at(offset as u64) {
+                            write!(f, " {function}")?;
+                        }
+                    }
+                }
                 None => write!(f, "{index}: {address:#x}")?,
             }
         }
@@ -727,7 +738,8 @@ unsafe extern "C" fn collect_module(
     if start < end {
         // SAFETY: dlpi_name is a NUL-terminated string (empty for the executable).
         let name = unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) };
-        let path = if name.to_bytes().is_empty() {
+        let is_executable = name.to_bytes().is_empty();
+        let path = if is_executable {
             std::env::current_exe()
                 .map(|path| path.display().to_string())
                 .unwrap_or_else(|_| "<executable>".to_owned())
@@ -741,6 +753,7 @@ unsafe extern "C" fn collect_module(
             end,
             path,
             build_id,
+            is_executable,
         });
     }
     0

@@ -1,0 +1,94 @@
+//! Function names for fatal-signal frames. A signal handler cannot read debug info (that
+//! allocates and locks), so the executable's symbol table is read once, on a background thread
+//! started at install, into a sorted table the handler only searches.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Functions of the executable: address ranges (ELF virtual addresses, which are the offsets the
+/// trace prints) and their demangled names, sorted by address.
+struct SymbolTable {
+    functions: Vec<Function>,
+    names: String,
+}
+
+struct Function {
+    start: u64,
+    end: u64,
+    name_start: usize,
+    name_end: usize,
+}
+
+static TABLE: OnceLock<SymbolTable> = OnceLock::new();
+
+/// Reads the symbol table of `executable` on a thread of its own, so install stays quick.
+pub(super) fn load_in_background(executable: PathBuf) {
+    let _ = std::thread::Builder::new()
+        .name("crashguard-symbols".into())
+        .spawn(move || {
+            if let Some(table) = read(&executable) {
+                let _ = TABLE.set(table);
+            }
+        });
+}
+
+/// The function containing `offset` in the executable, once the table is loaded. Takes no lock
+/// and allocates nothing: safe in a signal handler.
+pub(super) fn function_at(offset: u64) -> Option<&'static str> {
+    let table = TABLE.get()?;
+    let index = table
+        .functions
+        .partition_point(|function| function.start <= offset)
+        .checked_sub(1)?;
+    let function = &table.functions[index];
+    (offset < function.end).then(|| &table.names[function.name_start..function.name_end])
+}
+
+fn read(executable: &std::path::Path) -> Option<SymbolTable> {
+    use object::{Object, ObjectSymbol, SymbolKind};
+    let data = std::fs::read(executable).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let mut symbols: Vec<(u64, u64, &str)> = file
+        .symbols()
+        .filter(|symbol| symbol.kind() == SymbolKind::Text && symbol.size() > 0)
+        .filter_map(|symbol| Some((symbol.address(), symbol.size(), symbol.name().ok()?)))
+        .collect();
+    symbols.sort_unstable_by_key(|&(address, _, _)| address);
+    symbols.dedup_by_key(|&mut (address, _, _)| address);
+    let mut table = SymbolTable {
+        functions: Vec::with_capacity(symbols.len()),
+        names: String::new(),
+    };
+    for (address, size, name) in symbols {
+        let name_start = table.names.len();
+        use std::fmt::Write as _;
+        let _ = write!(table.names, "{:#}", rustc_demangle::demangle(name));
+        table.functions.push(Function {
+            start: address,
+            end: address + size,
+            name_start,
+            name_end: table.names.len(),
+        });
+    }
+    Some(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_of_this_binary_is_found_by_its_offset() {
+        let executable = std::env::current_exe().unwrap();
+        let table = read(&executable).expect("the test binary has a symbol table");
+        let found = table.functions.iter().any(|function| {
+            table.names[function.name_start..function.name_end]
+                .ends_with("a_function_of_this_binary_is_found_by_its_offset")
+        });
+        assert!(found);
+        assert!(table
+            .functions
+            .windows(2)
+            .all(|pair| pair[0].start < pair[1].start));
+    }
+}
