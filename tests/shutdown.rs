@@ -225,3 +225,15 @@ fn without_the_environment_the_grace_period_is_the_attributes() {
         "exited with 124: shutdown deadline of 3000 ms passed; still running: main"
     );
 }
+
+#[test]
+fn the_shutdown_signal_fits_axum_and_tokio_spawn() {
+    fn send_static_future<F: std::future::Future<Output = ()> + Send + 'static>(_: &F) {}
+    let signal = crashguard::shutdown_signal();
+    send_static_future(&signal);
+    let token = crashguard::shutdown_token();
+    assert!(
+        !token.is_cancelled(),
+        "no signal has arrived in this test process"
+    );
+}
