@@ -111,8 +111,7 @@ pub(crate) fn exit_returned(exit: MainExit) -> ! {
 /// Writes the exit record (and, for a bad end, the termination message), then exits. Only the
 /// first caller gets through: every way out leaves exactly one exit record.
 pub(crate) fn exit_process(code: i32, reason: ExitReason<'_>) -> ! {
-    static EXITING: AtomicBool = AtomicBool::new(false);
-    if EXITING.swap(true, Ordering::SeqCst) {
+    if !claim_exit_record() {
         // Another thread is already writing the last record and will end the process.
         loop {
             std::thread::park();
@@ -185,6 +184,13 @@ pub(crate) fn exit_process(code: i32, reason: ExitReason<'_>) -> ! {
         }
     }
     std::process::exit(code)
+}
+
+/// Whether the caller is the one to write the process's exit record: true once, for the first
+/// caller, whether an ordinary exit or a fatal signal. Async-signal-safe.
+pub(crate) fn claim_exit_record() -> bool {
+    static CLAIMED: AtomicBool = AtomicBool::new(false);
+    !CLAIMED.swap(true, Ordering::SeqCst)
 }
 
 /// Replaces the termination log's content with `message`, cut to what the kubelet keeps.

@@ -471,7 +471,18 @@ fn write_fatal_record() {
     }
     record::write_line(record.finish(), record::Wait::Bounded);
 
-    // Every way out ends with one exit record; this one says the signal will end the process.
+    // Every way out ends with one exit record; this one says the signal will end the process,
+    // unless an ordinary exit already wrote its own before something crashed on the way out.
+    if crate::exit::claim_exit_record() {
+        write_exit_record(crash, incident);
+    }
+
+    if let Some(path) = prepared.and_then(|p| p.termination_log.as_ref()) {
+        write_termination_message(path, &summary);
+    }
+}
+
+fn write_exit_record(crash: &Crash, incident: IncidentId) {
     let code = 128 + crash.signal;
     let mut exit = Record::new("exit", Severity::Critical);
     exit.display(
@@ -488,10 +499,6 @@ fn write_fatal_record() {
     exit.display("incident.id", incident, usize::MAX);
     exit.millis("process.uptime_ms", crate::uptime());
     record::write_line(exit.finish(), record::Wait::Bounded);
-
-    if let Some(path) = prepared.and_then(|p| p.termination_log.as_ref()) {
-        write_termination_message(path, &summary);
-    }
 }
 
 /// The thread's name as the kernel knows it (15 bytes at most); `main` for the main thread, as
