@@ -1,7 +1,31 @@
 //! Backtraces for panic records: captured with the `backtrace` crate, trimmed to the user's
 //! frames, one frame per line inside a single JSON string.
+//!
+//! # One trace per location, not per panic
+//!
+//! Walking the stack and resolving its symbols is the expensive part of a panic, and the
+//! `backtrace` crate does both under one process-wide lock. A route that panics on every request
+//! would pay for it on every request, and queue every panicking thread behind that lock. So
+//! [`TraceReuse`] remembers, for each panic location (`file:line:col`), the incident whose record
+//! carries the location's trace. A panic at the same place within the window (60 s by default)
+//! takes no trace; its record names that incident in `exception.stacktrace_ref` and counts the
+//! panics there since in `exception.repeats`. Every panic still gets its own record and incident
+//! id. Once the window has passed, the next panic there is traced afresh.
+//!
+//! The table has a fixed number of slots, allocated once, and a short lock that guards only a
+//! lookup of a few slots: it is never held while a trace is captured or resolved. When a panic
+//! lands at a new place and the slots it may use are taken, the location traced longest ago is
+//! forgotten; its next panic is traced again, so a record never points at an incident of
+//! another location.
+//!
+//! A record that refers to a trace may reach the log before the record with the trace: the first
+//! panic claims its location before it resolves symbols, and panics elsewhere do not wait for it.
 
 use std::fmt::Write as _;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::panic::IncidentId;
 
 /// Frames through which a panic starts: the user's code called the last of these.
 const PANIC_ENTRY: &[&str] = &[
@@ -104,6 +128,130 @@ fn render(trace: &backtrace::Backtrace) -> String {
     text
 }
 
+/// What a panic's record carries for a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TracePlan {
+    /// A trace of its own, captured and resolved now.
+    Capture,
+    /// No trace: the record of `first`, at the same location, has it, and this is the
+    /// `repeats`-th panic there since.
+    Reuse { first: IncidentId, repeats: u64 },
+}
+
+/// A panic location, as the table compares it: the file by a 64-bit hash, line and column as
+/// they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LocationKey {
+    file_hash: u64,
+    line: u32,
+    column: u32,
+}
+
+impl LocationKey {
+    pub(crate) fn new(file: &str, line: u32, column: u32) -> LocationKey {
+        // FNV-1a: stable and allocation-free; two files would have to collide in 64 bits, at the
+        // same line and column, to share a trace.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in file.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        LocationKey {
+            file_hash: hash,
+            line,
+            column,
+        }
+    }
+
+    /// Where the search for this location's slot starts.
+    fn home(&self, slots: usize) -> usize {
+        let place = (u64::from(self.line) << 32) | u64::from(self.column);
+        // Fibonacci hashing spreads neighbouring lines of one file over the table.
+        let mixed = (self.file_hash ^ place).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> 32) as usize % slots
+    }
+}
+
+/// How many slots, from a location's home slot on, may hold it.
+const PROBE: usize = 8;
+
+/// The fixed-size table that decides which panics capture a trace; see the module docs.
+pub(crate) struct TraceReuse {
+    window: Duration,
+    slots: Mutex<Box<[Option<Slot>]>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    location: LocationKey,
+    /// The incident whose record has the location's trace.
+    first: IncidentId,
+    traced_at: Instant,
+    /// Panics at the location since `first`.
+    repeats: u64,
+}
+
+impl TraceReuse {
+    /// A table of `locations` slots (at least one), each trace standing for `window`.
+    pub(crate) fn new(locations: usize, window: Duration) -> TraceReuse {
+        TraceReuse {
+            window,
+            slots: Mutex::new(vec![None; locations.max(1)].into_boxed_slice()),
+        }
+    }
+
+    /// Decides whether `incident`, a panic at `location` at time `now`, captures a trace.
+    pub(crate) fn plan(
+        &self,
+        location: LocationKey,
+        incident: IncidentId,
+        now: Instant,
+    ) -> TracePlan {
+        if self.window.is_zero() {
+            return TracePlan::Capture;
+        }
+        // A hook that panicked while holding the lock left whole slots behind: each is written
+        // in one assignment.
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let len = slots.len();
+        let home = location.home(len);
+        let mut free = None;
+        let mut stalest: Option<(usize, Instant)> = None;
+        for index in (0..PROBE.min(len)).map(|offset| (home + offset) % len) {
+            match &mut slots[index] {
+                Some(slot) if slot.location == location => {
+                    if now.saturating_duration_since(slot.traced_at) < self.window {
+                        slot.repeats += 1;
+                        return TracePlan::Reuse {
+                            first: slot.first,
+                            repeats: slot.repeats,
+                        };
+                    }
+                    // The window has passed: this panic is traced and starts a new one.
+                    free = Some(index);
+                    break;
+                }
+                Some(slot) => {
+                    if stalest.is_none_or(|(_, traced_at)| slot.traced_at < traced_at) {
+                        stalest = Some((index, slot.traced_at));
+                    }
+                }
+                None => {
+                    free.get_or_insert(index);
+                }
+            }
+        }
+        let index = free.or(stalest.map(|(index, _)| index)).unwrap_or(home);
+        slots[index] = Some(Slot {
+            location,
+            first: incident,
+            traced_at: now,
+            repeats: 0,
+        });
+        TracePlan::Capture
+    }
+}
+
 /// Drops what makes paths long without telling more: the registry's cache folder before a
 /// dependency's `name-version/` and the commit hash in `/rustc/<hash>/`.
 fn short_path(path: &str) -> &str {
@@ -123,7 +271,109 @@ fn short_path(path: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::short_path;
+    use super::*;
+
+    fn at(line: u32) -> LocationKey {
+        LocationKey::new("src/main.rs", line, 5)
+    }
+
+    #[test]
+    fn repeats_at_one_location_refer_to_the_first_until_the_window_passes() {
+        let table = TraceReuse::new(16, Duration::from_secs(60));
+        let start = Instant::now();
+        let first = IncidentId::next();
+        assert_eq!(table.plan(at(4), first, start), TracePlan::Capture);
+        for repeats in 1..=3 {
+            assert_eq!(
+                table.plan(
+                    at(4),
+                    IncidentId::next(),
+                    start + Duration::from_secs(repeats)
+                ),
+                TracePlan::Reuse { first, repeats }
+            );
+        }
+        let later = start + Duration::from_secs(60);
+        let fresh = IncidentId::next();
+        assert_eq!(table.plan(at(4), fresh, later), TracePlan::Capture);
+        assert_eq!(
+            table.plan(at(4), IncidentId::next(), later),
+            TracePlan::Reuse {
+                first: fresh,
+                repeats: 1
+            }
+        );
+    }
+
+    #[test]
+    fn each_location_has_its_own_trace() {
+        let table = TraceReuse::new(16, Duration::from_secs(60));
+        let now = Instant::now();
+        let (line_4, col_9) = (IncidentId::next(), IncidentId::next());
+        assert_eq!(table.plan(at(4), line_4, now), TracePlan::Capture);
+        assert_eq!(
+            table.plan(LocationKey::new("src/main.rs", 4, 9), col_9, now),
+            TracePlan::Capture
+        );
+        assert_eq!(
+            table.plan(
+                LocationKey::new("src/lib.rs", 4, 5),
+                IncidentId::next(),
+                now
+            ),
+            TracePlan::Capture
+        );
+        assert_eq!(
+            table.plan(at(4), IncidentId::next(), now),
+            TracePlan::Reuse {
+                first: line_4,
+                repeats: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_location_traced_longest_ago() {
+        let table = TraceReuse::new(2, Duration::from_secs(60));
+        let start = Instant::now();
+        let tick = |n: u64| start + Duration::from_millis(n);
+        let (one, two, three) = (IncidentId::next(), IncidentId::next(), IncidentId::next());
+        assert_eq!(table.plan(at(1), one, tick(1)), TracePlan::Capture);
+        assert_eq!(table.plan(at(2), two, tick(2)), TracePlan::Capture);
+        assert_eq!(table.plan(at(3), three, tick(3)), TracePlan::Capture);
+        assert_eq!(
+            table.plan(at(3), IncidentId::next(), tick(4)),
+            TracePlan::Reuse {
+                first: three,
+                repeats: 1
+            }
+        );
+        assert_eq!(
+            table.plan(at(2), IncidentId::next(), tick(5)),
+            TracePlan::Reuse {
+                first: two,
+                repeats: 1
+            }
+        );
+        assert_eq!(
+            table.plan(at(1), IncidentId::next(), tick(6)),
+            TracePlan::Capture
+        );
+    }
+
+    #[test]
+    fn a_zero_window_traces_every_panic() {
+        let table = TraceReuse::new(16, Duration::ZERO);
+        let now = Instant::now();
+        assert_eq!(
+            table.plan(at(4), IncidentId::next(), now),
+            TracePlan::Capture
+        );
+        assert_eq!(
+            table.plan(at(4), IncidentId::next(), now),
+            TracePlan::Capture
+        );
+    }
 
     #[test]
     fn paths_lose_the_registry_cache_and_the_rustc_hash() {

@@ -22,6 +22,12 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Where Kubernetes reads a container's termination message by default.
 pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
 
+/// How long a location's backtrace stands for its later panics, by default.
+pub const DEFAULT_BACKTRACE_WINDOW: Duration = Duration::from_secs(60);
+
+/// How many panic locations are remembered for reusing traces, by default.
+pub const DEFAULT_BACKTRACE_LOCATIONS: usize = 256;
+
 /// The settings of [`install`](crate::install) and `#[crash_guarded]` on main.
 ///
 /// # Example
@@ -40,6 +46,8 @@ pub struct Config {
     grace_period: Duration,
     shutdown_delay: Duration,
     backtrace: bool,
+    backtrace_window: Duration,
+    backtrace_locations: usize,
     termination_log: TerminationLog,
     max_record_bytes: usize,
     keep_previous_panic_hook: bool,
@@ -60,13 +68,16 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The defaults: a 30 s grace period, backtraces on, the Kubernetes termination log, 16 KiB
-    /// records, and std's previous panic hook replaced.
+    /// The defaults: a 30 s grace period, backtraces on (resolved once a minute per panic
+    /// location), the Kubernetes termination log, 16 KiB records, and std's previous panic hook
+    /// replaced.
     pub fn new() -> Config {
         Config {
             grace_period: DEFAULT_GRACE_PERIOD,
             shutdown_delay: Duration::ZERO,
             backtrace: true,
+            backtrace_window: DEFAULT_BACKTRACE_WINDOW,
+            backtrace_locations: DEFAULT_BACKTRACE_LOCATIONS,
             termination_log: TerminationLog::KubernetesDefault,
             max_record_bytes: MAX_RECORD_BYTES,
             keep_previous_panic_hook: false,
@@ -95,6 +106,24 @@ impl Config {
     /// `CRASHGUARD_BACKTRACE=0` overrides it.
     pub fn backtrace(mut self, enabled: bool) -> Config {
         self.backtrace = enabled;
+        self
+    }
+
+    /// How long a panic's trace stands for its location: a panic at the same `file:line:col`
+    /// within `window` of the traced one carries no trace of its own, only the traced panic's
+    /// incident id and a count of repeats (60 s by default). So a route that panics on every
+    /// request resolves symbols once a minute, not once a request. `Duration::ZERO` traces every
+    /// panic.
+    pub fn backtrace_window(mut self, window: Duration) -> Config {
+        self.backtrace_window = window;
+        self
+    }
+
+    /// How many panic locations [`backtrace_window`](Config::backtrace_window) remembers (256 by
+    /// default, at least 1). The table is allocated once at this size; when it is full, the
+    /// location traced longest ago is forgotten and traced afresh if it panics again.
+    pub fn backtrace_locations(mut self, locations: usize) -> Config {
+        self.backtrace_locations = locations.max(1);
         self
     }
 
@@ -137,6 +166,8 @@ impl Config {
             grace_period: self.grace_period,
             shutdown_delay: self.shutdown_delay,
             backtrace: self.backtrace,
+            backtrace_window: self.backtrace_window,
+            backtrace_locations: self.backtrace_locations,
             termination_log: match &self.termination_log {
                 TerminationLog::KubernetesDefault => kubernetes_termination_log(),
                 TerminationLog::At(path) => Some(path.clone()),
@@ -179,6 +210,8 @@ pub(crate) struct Settings {
     pub(crate) grace_period: Duration,
     pub(crate) shutdown_delay: Duration,
     pub(crate) backtrace: bool,
+    pub(crate) backtrace_window: Duration,
+    pub(crate) backtrace_locations: usize,
     pub(crate) termination_log: Option<PathBuf>,
     pub(crate) max_record_bytes: usize,
     pub(crate) keep_previous_panic_hook: bool,

@@ -15,6 +15,16 @@
 //! span, so it carries that span's fields and the application's own log format. Otherwise it is
 //! crashguard's JSON line on stderr.
 //!
+//! # Backtraces
+//!
+//! A panic's record carries its backtrace in `exception.stacktrace`, unless the same location
+//! already panicked within [`Config::backtrace_window`](crate::Config::backtrace_window): then the
+//! record carries `exception.stacktrace_ref`, the incident id of the record that has the trace,
+//! and `exception.repeats`, how many panics that location has had since it (this one included).
+//! Symbols are resolved once per location per window, however hard a route keeps panicking; see
+//! the module docs of `backtrace` for the table behind it. No record is ever dropped to save
+//! work: every panic gets its own record and incident id.
+//!
 //! # Panics in the hook
 //!
 //! std aborts a thread that panics inside its panic hook instead of calling the hook again, so a
@@ -26,7 +36,9 @@ use std::fmt;
 use std::panic::PanicHookInfo;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Instant;
 
+use crate::backtrace::{LocationKey, TracePlan, TraceReuse};
 use crate::record::{self, Record, Severity};
 
 /// Identifies one panic: printed in its record, in the termination message and, for a request,
@@ -238,7 +250,7 @@ pub(crate) fn take_caught(
         function,
         request: PanicRequest::current(),
     });
-    write_record(&report, None);
+    write_record(&report, &Trace::Omitted);
     report
 }
 
@@ -257,8 +269,21 @@ pub(crate) fn install_hook(backtrace: bool, keep_previous: bool) {
 }
 
 fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
+    let incident_id = IncidentId::next();
+    let trace = if !backtrace {
+        Trace::Omitted
+    } else {
+        let plan = info.location().map_or(TracePlan::Capture, |location| {
+            let location = LocationKey::new(location.file(), location.line(), location.column());
+            trace_reuse().plan(location, incident_id, Instant::now())
+        });
+        match plan {
+            TracePlan::Capture => Trace::Full(crate::backtrace::capture()),
+            TracePlan::Reuse { first, repeats } => Trace::SameAs { first, repeats },
+        }
+    };
     let report = PanicReport::new(PanicDetails {
-        incident_id: IncidentId::next(),
+        incident_id,
         message: payload_text(info.payload()).to_owned(),
         location: info.location().map(|location| PanicLocation {
             file: location.file().to_owned(),
@@ -269,9 +294,27 @@ fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
         function: GUARDED_FUNCTION.with(Cell::get),
         request: PanicRequest::current(),
     });
-    let trace = backtrace.then(crate::backtrace::capture);
-    write_record(&report, trace.as_deref());
+    write_record(&report, &trace);
     LAST_PANIC.with(|last| *last.borrow_mut() = Some(report));
+}
+
+/// The table that decides which panics capture a trace, sized by the installed settings.
+fn trace_reuse() -> &'static TraceReuse {
+    static TABLE: OnceLock<TraceReuse> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let settings = crate::settings();
+        TraceReuse::new(settings.backtrace_locations, settings.backtrace_window)
+    })
+}
+
+/// The backtrace part of a panic record.
+enum Trace {
+    /// Backtraces are off, or another hook caught the panic first.
+    Omitted,
+    /// This panic's own trace, rendered.
+    Full(String),
+    /// The trace is in `first`'s record; this is the `repeats`-th panic at its location since.
+    SameAs { first: IncidentId, repeats: u64 },
 }
 
 fn payload_text(payload: &(dyn Any + Send)) -> &str {
@@ -296,7 +339,7 @@ const MESSAGE_MAX_BYTES: usize = 8 * 1024;
 /// The human `message` field repeats the panic message; keep that copy short.
 const SUMMARY_MAX_BYTES: usize = 1024;
 
-fn write_record(report: &PanicReport, trace: Option<&str>) {
+fn write_record(report: &PanicReport, trace: &Trace) {
     let details = &*report.details;
     if tracing_wants_it() {
         emit_tracing_event(report, trace);
@@ -324,8 +367,13 @@ fn write_record(report: &PanicReport, trace: Option<&str>) {
     }
     record.str("exception.type", "panic");
     record.str_max("exception.message", &details.message, MESSAGE_MAX_BYTES);
-    if let Some(trace) = trace {
-        record.str("exception.stacktrace", trace);
+    match trace {
+        Trace::Omitted => {}
+        Trace::Full(trace) => record.str("exception.stacktrace", trace),
+        Trace::SameAs { first, repeats } => {
+            record.display("exception.stacktrace_ref", first, usize::MAX);
+            record.u64("exception.repeats", *repeats);
+        }
     }
     record::write_line(record.finish(), record::Wait::Patiently);
 }
@@ -352,8 +400,13 @@ fn tracing_wants_it() -> bool {
         && tracing::enabled!(target: "crashguard", tracing::Level::ERROR)
 }
 
-fn emit_tracing_event(report: &PanicReport, trace: Option<&str>) {
+fn emit_tracing_event(report: &PanicReport, trace: &Trace) {
     let details = &*report.details;
+    let (full, same_as, repeats) = match trace {
+        Trace::Omitted => (None, None, None),
+        Trace::Full(trace) => (Some(trace.as_str()), None, None),
+        Trace::SameAs { first, repeats } => (None, Some(first), Some(*repeats)),
+    };
     let location = details.location.as_ref();
     let request = details.request.as_ref();
     tracing::error!(
@@ -371,10 +424,35 @@ fn emit_tracing_event(report: &PanicReport, trace: Option<&str>) {
         "http.request.header.x-request-id" = request.and_then(|r| r.request_id.as_deref()),
         exception.r#type = "panic",
         exception.message = %details.message,
-        exception.stacktrace = trace,
+        exception.stacktrace = full,
+        exception.stacktrace_ref = same_as.map(tracing::field::display),
+        exception.repeats = repeats,
         "{}",
         Summary(report),
     );
+}
+
+/// Makes [`IncidentId::next`] safe to call from a signal handler: the process tag is computed
+/// now, so later calls only read it and bump an atomic.
+pub(crate) fn prepare_for_signal_handlers() {
+    process_tag();
+}
+
+/// The incident id of the panic this thread is in the middle of, if any: the one a
+/// `panic = "abort"` or a panic during unwinding is about to abort with. Reads only a
+/// const-initialised thread-local, so a signal handler may call it.
+pub(crate) fn incident_in_progress() -> Option<IncidentId> {
+    if !std::thread::panicking() {
+        return None;
+    }
+    LAST_PANIC
+        .try_with(|last| {
+            last.try_borrow()
+                .ok()
+                .and_then(|last| last.as_ref().map(PanicReport::incident_id))
+        })
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
@@ -412,27 +490,4 @@ mod tests {
             "panic in app::main at src/main.rs:4:5: boom [incident 00000abc-7]"
         );
     }
-}
-
-/// Makes [`IncidentId::next`] safe to call from a signal handler: the process tag is computed
-/// now, so later calls only read it and bump an atomic.
-pub(crate) fn prepare_for_signal_handlers() {
-    process_tag();
-}
-
-/// The incident id of the panic this thread is in the middle of, if any: the one a
-/// `panic = "abort"` or a panic during unwinding is about to abort with. Reads only a
-/// const-initialised thread-local, so a signal handler may call it.
-pub(crate) fn incident_in_progress() -> Option<IncidentId> {
-    if !std::thread::panicking() {
-        return None;
-    }
-    LAST_PANIC
-        .try_with(|last| {
-            last.try_borrow()
-                .ok()
-                .and_then(|last| last.as_ref().map(PanicReport::incident_id))
-        })
-        .ok()
-        .flatten()
 }
