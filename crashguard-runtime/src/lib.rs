@@ -5,7 +5,7 @@
 //! One concern per module:
 //!
 //! - [`record`]: the one-line JSON record and its writer,
-//! - [`panic`]: the panic hook, incident ids and [`PanicReport`],
+//! - [`panic`](mod@panic): the panic hook, incident ids and [`PanicReport`],
 //! - [`exit`]: exit records, exit codes and the termination message,
 //! - [`config`]: [`Config`] and its environment overrides,
 //! - [`shutdown`]: SIGTERM and SIGINT, the shutdown signal, hooks and the deadline,
@@ -56,7 +56,7 @@ struct Installed {
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
 /// Installs crashguard for this process: the environment is read, the panic hook replaces the
-/// previous one (see [`panic`]), and SIGTERM and SIGINT start a graceful shutdown (see
+/// previous one (see [`panic`](mod@panic)), and SIGTERM and SIGINT start a graceful shutdown (see
 /// [`shutdown`]), and fatal signals leave a record before the process dies by them (see
 /// `fatal`, on Linux). This is what `#[crash_guarded]` on `main` does first, for
 /// programs that do not use the attribute.
