@@ -127,8 +127,9 @@ pub fn run_async_named<T: MainOutput>(
 }
 
 fn finish<T: MainOutput>(result: Result<T, PanicReport>) -> ! {
-    match result {
-        Ok(output) => exit_returned(output.into_exit()),
+    // Formatting the error (its Debug) and dropping main's value are user code too.
+    match result.and_then(|output| catch("main", || output.into_exit())) {
+        Ok(exit) => exit_returned(exit),
         Err(report) => exit_process(EXIT_PANIC, ExitReason::Panic(&report)),
     }
 }

@@ -112,12 +112,21 @@ pub(crate) fn exit_returned(exit: MainExit) -> ! {
 /// first caller gets through: every way out leaves exactly one exit record.
 pub(crate) fn exit_process(code: i32, reason: ExitReason<'_>) -> ! {
     if !claim_exit_record() {
-        // Another thread is already writing the last record and will end the process.
-        loop {
-            std::thread::park();
-        }
+        wait_for_the_other_exit(code);
     }
+    exit_claimed(code, reason)
+}
 
+/// Another thread claimed the exit record and is ending the process. Should it not (a fatal
+/// signal's handler that was answered by a previous handler that recovered), end it anyway.
+pub(crate) fn wait_for_the_other_exit(code: i32) -> ! {
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    // SAFETY: _exit(2) has no preconditions; the other exit already wrote the records.
+    unsafe { libc::_exit(code) }
+}
+
+/// [`exit_process`] for a caller that already won [`claim_exit_record`].
+pub(crate) fn exit_claimed(code: i32, reason: ExitReason<'_>) -> ! {
     let severity = if code == 0 {
         Severity::Info
     } else {

@@ -31,15 +31,19 @@
 //!    drops it; there the process exits with `_exit(128 + n)` instead, so the number still reads
 //!    right.
 //!
-//! Only the first fatal signal is recorded. A second one while the first is being handled (the
-//! handler itself faulting, or another thread crashing at the same moment) goes straight to the
-//! default action.
+//! Only the first fatal signal is recorded. A second one while the first is being handled goes to
+//! the default action: at once when the handler itself faulted, after up to 5 s when another
+//! thread crashed at the same moment (the first thread ends the process before that).
 //!
 //! # Limits
 //!
 //! - Unwinding runs on the thread's alternate stack with the system unwinder (libgcc, which finds
-//!   unwind tables without locking since glibc 2.35). A stack so corrupt it cannot be walked
-//!   gives a short trace, not a hang.
+//!   unwind tables without taking the loader's lock since glibc 2.35; on older glibc a crash
+//!   inside `dlopen` could deadlock here). When the alternate stack has too little room left the
+//!   record has no trace; a stack so corrupt that the unwinder itself faults ends the process
+//!   by that fault, without a record.
+//! - The record is written with blocking `write(2)`: a log reader that stopped reading (a full
+//!   pipe) holds the process at its death until the kubelet kills it.
 //! - A thread created outside std (by C code) without an alternate stack cannot report its own
 //!   stack overflow: the kernel has nowhere to run the handler and kills the process.
 //! - Modules loaded after install (`dlopen`) show as bare addresses.
@@ -68,10 +72,15 @@ pub const FATAL_SIGNALS: [c_int; 5] = [
     libc::SIGABRT,
 ];
 
+/// `si_code` of a signal the kernel sends without a fault address (a general protection fault).
+const SI_KERNEL: c_int = 0x80;
+
 const EMERGENCY_STACK_BYTES: usize = 256 * 1024;
 const MAX_FRAMES: usize = 64;
 /// A fault this close to the stack pointer is the stack running into its guard page.
 const STACK_OVERFLOW_REACH: usize = 64 * 1024;
+/// What the system unwinder needs to walk a stack from a signal handler, with a margin.
+const UNWIND_STACK_ROOM: usize = 6 * 1024;
 
 /// Memory shared with the signal handler. Each is written either at install, before the handler
 /// is registered, or by the one thread that won [`HANDLING`]; see the SAFETY notes at each use.
@@ -102,6 +111,9 @@ struct Crash {
     code: c_int,
     address: usize,
     stack_overflow: bool,
+    /// Whether `address` means something: a fault the kernel described, not a general
+    /// protection fault (SI_KERNEL, reported at 0) or a signal sent by a process.
+    has_address: bool,
     thread_id: i32,
     /// Where the interrupted code was: the first frame of the trace worth showing.
     program_counter: usize,
@@ -114,6 +126,7 @@ static CRASH: HandlerCell<Crash> = HandlerCell::new(Crash {
     code: 0,
     address: 0,
     stack_overflow: false,
+    has_address: false,
     thread_id: 0,
     program_counter: 0,
     frames: [0; MAX_FRAMES],
@@ -191,7 +204,8 @@ pub(crate) fn install(termination_log: Option<&std::path::Path>) {
 /// Gives the installing thread an alternate signal stack if it has none (std gives one to every
 /// thread it starts, unless something replaced its SIGSEGV handler before `main`).
 fn ensure_alternate_stack() {
-    // SAFETY: sigaltstack(2) with a null new stack only reads the current one into `current`.
+    // SAFETY: an all-zero stack_t is a valid value, and sigaltstack(2) with a null new stack
+    // only writes the current one into it.
     let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
     unsafe { libc::sigaltstack(std::ptr::null(), &mut current) };
     if current.ss_flags & libc::SS_DISABLE == 0 {
@@ -245,6 +259,9 @@ fn prepare_emergency_stack() {
         if libc::getcontext(context) != 0 {
             return;
         }
+        // swapcontext installs this mask: keep every signal blocked while on the emergency stack,
+        // as the kernel does not know we left the alternate stack and would reuse it.
+        libc::sigfillset(&mut (*context).uc_sigmask);
         (*context).uc_stack.ss_sp = stack.cast();
         (*context).uc_stack.ss_size = EMERGENCY_STACK_BYTES;
         (*context).uc_stack.ss_flags = 0;
@@ -260,13 +277,13 @@ extern "C" fn on_fatal_signal(signal: c_int, info: *mut siginfo_t, context: *mut
     match HANDLING.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {}
         // The handler itself crashed, or a handler we chained to aborted: no second record.
-        Err(owner) if owner == me => return die(signal, info, false),
+        Err(owner) if owner == me => return die(signal, info, context, false),
         // Another thread is writing the record and will end the process; give it time.
         Err(_) => {
             for _ in 0..200 {
                 sleep_millis(25);
             }
-            return die(signal, info, false);
+            return die(signal, info, context, false);
         }
     }
 
@@ -277,6 +294,7 @@ extern "C" fn on_fatal_signal(signal: c_int, info: *mut siginfo_t, context: *mut
     crash.signal = signal;
     crash.code = code;
     crash.address = if code > 0 { address } else { 0 };
+    crash.has_address = code > 0 && code != SI_KERNEL && signal != libc::SIGABRT;
     crash.thread_id = me;
     crash.stack_overflow = is_stack_overflow(signal, code, address, context);
     crash.program_counter = if context.is_null() {
@@ -285,17 +303,24 @@ extern "C" fn on_fatal_signal(signal: c_int, info: *mut siginfo_t, context: *mut
         program_counter(context.cast()).unwrap_or(0)
     };
     crash.frame_count = 0;
-    // SAFETY: unsynchronised tracing is what a signal handler must use (the synchronised
-    // variant takes a lock); HANDLING keeps this the only trace in progress of ours. The
-    // closure only stores into the fixed array.
-    unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            crash.frames[crash.frame_count] = frame.ip() as usize;
-            crash.frame_count += 1;
-            crash.frame_count < MAX_FRAMES
-        });
+    // The unwinder runs on this stack (it cannot cross to another one), which for a thread std
+    // started is an alternate stack of about 12 KiB, part of it taken by the signal frame. A
+    // fault in the unwinder would end the process without a record, so without room, no trace.
+    if stack_room() >= UNWIND_STACK_ROOM {
+        // SAFETY: unsynchronised tracing is what a signal handler must use (the synchronised
+        // variant takes a lock); HANDLING keeps this the only trace in progress of ours. The
+        // closure only stores into the fixed array.
+        unsafe {
+            backtrace::trace_unsynchronized(|frame| {
+                crash.frames[crash.frame_count] = frame.ip() as usize;
+                crash.frame_count += 1;
+                crash.frame_count < MAX_FRAMES
+            });
+        }
     }
 
+    // The record is built in buffers far larger than an alternate stack: without the emergency
+    // stack (its mapping failed at install) there is no record, only the death.
     if EMERGENCY_READY.load(Ordering::Acquire) {
         // SAFETY: both contexts were prepared at install; swapcontext saves this point into
         // RETURN_CONTEXT and runs `on_emergency_stack` on the emergency stack, which returns
@@ -306,10 +331,23 @@ extern "C" fn on_fatal_signal(signal: c_int, info: *mut siginfo_t, context: *mut
                 (*EMERGENCY_CONTEXT.get()).as_ptr(),
             );
         }
-    } else {
-        write_fatal_record();
     }
-    die(signal, info, !crash.stack_overflow);
+    die(signal, info, context, !crash.stack_overflow);
+}
+
+/// Bytes left below the current frame on the alternate signal stack (or a large number when
+/// the handler runs on the thread's own stack).
+fn stack_room() -> usize {
+    let marker = 0u8;
+    let here = std::ptr::addr_of!(marker) as usize;
+    // SAFETY: an all-zero stack_t is valid; sigaltstack(2) only writes the current one into it.
+    let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sigaltstack(std::ptr::null(), &mut current) } != 0
+        || current.ss_flags & libc::SS_ONSTACK == 0
+    {
+        return usize::MAX;
+    }
+    here.saturating_sub(current.ss_sp as usize)
 }
 
 extern "C" fn on_emergency_stack() {
@@ -362,19 +400,19 @@ fn program_counter(_: *const libc::ucontext_t) -> Option<usize> {
 }
 
 /// Chains to the previous handler (if asked and there is one), then dies by `signal`.
-fn die(signal: c_int, info: *mut siginfo_t, chain: bool) {
+fn die(signal: c_int, info: *mut siginfo_t, context: *mut c_void, chain: bool) {
     if let Some(index) = FATAL_SIGNALS.iter().position(|&s| s == signal) {
         // SAFETY: PREVIOUS was filled at install, before this handler was registered.
         let previous = unsafe { (*PREVIOUS.get())[index].assume_init_ref() };
         let handler = previous.sa_sigaction;
         if chain && handler != libc::SIG_DFL && handler != libc::SIG_IGN {
             // SAFETY: the previous handler was registered for this signal with these flags,
-            // so calling it with the same arguments is what the kernel would have done.
+            // so calling it with the kernel's own arguments is what the kernel would have done.
             unsafe {
                 if previous.sa_flags & libc::SA_SIGINFO != 0 {
                     let handler: extern "C" fn(c_int, *mut siginfo_t, *mut c_void) =
                         std::mem::transmute(handler);
-                    handler(signal, info, std::ptr::null_mut());
+                    handler(signal, info, context);
                 } else {
                     let handler: extern "C" fn(c_int) = std::mem::transmute(handler);
                     handler(signal);
@@ -389,8 +427,12 @@ fn die(signal: c_int, info: *mut siginfo_t, chain: bool) {
         libc::sigaction(signal, &default, std::ptr::null_mut());
         (*info).si_code
     };
-    let hardware_fault = code > 0 && signal != libc::SIGABRT;
-    if hardware_fault {
+    // A fault the instruction itself caused happens again when it is re-executed; an
+    // asynchronous machine-check report (BUS_MCEERR_AO) would not.
+    const BUS_MCEERR_AO: c_int = 5;
+    let synchronous_fault =
+        code > 0 && signal != libc::SIGABRT && !(signal == libc::SIGBUS && code == BUS_MCEERR_AO);
+    if synchronous_fault {
         // Returning re-executes the faulting instruction, which now kills the process with the
         // kernel's own siginfo, and the kernel forces it even on PID 1.
         return;
@@ -440,7 +482,7 @@ fn write_fatal_record() {
     let (code_name, code_meaning) = code_meaning(crash.signal, crash.code);
     record.str("signal.code_name", code_name);
     record.str("signal.code_description", code_meaning);
-    if crash.code > 0 && crash.signal != libc::SIGABRT {
+    if crash.has_address {
         record.display(
             "signal.fault_address",
             format_args!("{:#x}", crash.address),
@@ -541,7 +583,7 @@ impl fmt::Display for Summary<'_> {
                 "fatal signal {name} ({})",
                 code_meaning(crash.signal, crash.code).1
             )?;
-            if crash.code > 0 && crash.signal != libc::SIGABRT {
+            if crash.has_address {
                 write!(f, " at {:#x}", crash.address)?;
             }
         }
@@ -675,7 +717,7 @@ fn code_meaning(signal: c_int, code: c_int) -> (&'static str, &'static str) {
         (_, libc::SI_USER) => ("SI_USER", "sent by kill"),
         (_, libc::SI_TKILL) => ("SI_TKILL", "sent by tkill or raise"),
         (_, libc::SI_QUEUE) => ("SI_QUEUE", "sent by sigqueue"),
-        (_, 0x80) => ("SI_KERNEL", "sent by the kernel"),
+        (_, SI_KERNEL) => ("SI_KERNEL", "sent by the kernel"),
         (libc::SIGSEGV, 1) => ("SEGV_MAPERR", "address not mapped to object"),
         (libc::SIGSEGV, 2) => ("SEGV_ACCERR", "invalid permissions for mapped object"),
         (libc::SIGBUS, 1) => ("BUS_ADRALN", "invalid address alignment"),

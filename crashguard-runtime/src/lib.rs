@@ -9,7 +9,7 @@
 //! - [`exit`]: exit records, exit codes and the termination message,
 //! - [`config`]: [`Config`] and its environment overrides,
 //! - [`shutdown`]: SIGTERM and SIGINT, the shutdown signal, hooks and the deadline,
-//! - `fatal` (Linux): SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT and stack overflow,
+//! - `fatal` (Linux with glibc): SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT and stack overflow,
 //! - [`guard`]: catching panics in functions and futures, and [`FromPanic`] for what they return,
 //! - `http` (feature `http`): the 500 that answers a panic, the tower layer (feature `tower`)
 //!   and axum glue (feature `axum`).
@@ -21,7 +21,7 @@ pub mod config;
 mod entry;
 pub mod exit;
 mod fallback;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub mod fatal;
 pub mod guard;
 #[cfg(feature = "http")]
@@ -58,7 +58,7 @@ static INSTALLED: OnceLock<Installed> = OnceLock::new();
 /// Installs crashguard for this process: the environment is read, the panic hook replaces the
 /// previous one (see [`panic`](mod@panic)), and SIGTERM and SIGINT start a graceful shutdown (see
 /// [`shutdown`]), and fatal signals leave a record before the process dies by them (see
-/// `fatal`, on Linux). This is what `#[crash_guarded]` on `main` does first, for
+/// `fatal`, on Linux with glibc). This is what `#[crash_guarded]` on `main` does first, for
 /// programs that do not use the attribute.
 ///
 /// Installing is idempotent: the first call's [`Config`] stays in force and later calls do
@@ -82,7 +82,7 @@ pub fn install(config: Config) {
         }
     });
     shutdown::ensure_signals();
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fatal::install(settings().termination_log.as_deref());
 }
 

@@ -19,11 +19,14 @@
 //! [`TRUNCATION_MARKER`]; a field that does not fit at all is left out, and the record then
 //! carries `"record.truncated":true`.
 //!
-//! # Records never interleave
+//! # Records do not interleave
 //!
 //! A pipe write larger than 4096 bytes may be split and interleaved with other writers. Writers
 //! inside this process take a spin lock first: ordinary callers wait for it, a signal handler
-//! only tries it for a bounded time (the holder may be the very thread it interrupted).
+//! only tries it for a bounded time (the holder may be the very thread it interrupted). So the
+//! one exception is a fatal signal: when it interrupts a record being written on its own thread,
+//! or the writer holding the lock does not finish within the bound, the fatal record is written
+//! anyway (on a line of its own), and the interrupted record stays cut short.
 
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
@@ -138,19 +141,25 @@ impl Record {
         }
         self.key(key);
         self.push(b"\"");
-        let value_end = self
-            .limit
-            .min(self.len.saturating_add(max))
-            .saturating_sub(CLOSING_RESERVE)
+        // The value may take `max` bytes, and no more than the record has left.
+        let end = self
+            .len
+            .saturating_add(max)
+            .min(self.limit - CLOSING_RESERVE)
             .max(self.len);
+        let start = self.len;
         let mut writer = EscapingWriter {
             record: self,
-            end: value_end.saturating_sub(TRUNCATION_MARKER.len() + 1),
+            end,
+            cut_at: start,
+            cut_room: end.saturating_sub(TRUNCATION_MARKER.len()),
             cut: false,
         };
         // An error only means the value was cut; EscapingWriter never fails otherwise.
         let _ = write!(writer, "{value}");
         if writer.cut {
+            // Back to the last character after which the marker still fits.
+            self.len = writer.cut_at;
             self.push(TRUNCATION_MARKER.as_bytes());
             self.truncated = true;
         }
@@ -205,6 +214,8 @@ impl Record {
             EscapingWriter {
                 record: self,
                 end: usize::MAX,
+                cut_at: 0,
+                cut_room: usize::MAX,
                 cut: false
             },
             "{key}"
@@ -228,16 +239,44 @@ impl Record {
 /// Escapes what is formatted into it straight into the record, stopping at `end`.
 struct EscapingWriter<'a> {
     record: &'a mut Record,
+    /// Where the value must end.
     end: usize,
+    /// The end of the last whole character that leaves room for the truncation marker.
+    cut_at: usize,
+    cut_room: usize,
     cut: bool,
 }
 
 impl fmt::Write for EscapingWriter<'_> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
+    fn write_str(&mut self, mut text: &str) -> fmt::Result {
         if self.cut {
             return Err(fmt::Error);
         }
-        for ch in text.chars() {
+        while !text.is_empty() {
+            // Printable ASCII other than `"` and `\` is its own JSON text: a run of it is copied
+            // at once, which is most of a record, instead of a character at a time.
+            let plain = text
+                .bytes()
+                .position(|byte| !(0x20..0x7f).contains(&byte) || byte == b'"' || byte == b'\\')
+                .unwrap_or(text.len());
+            if plain > 0 {
+                let room = self.end.saturating_sub(self.record.len);
+                // Every byte of an ASCII run is a character boundary, so it may be cut anywhere.
+                let run_start = self.record.len;
+                self.record.push(&text.as_bytes()[..plain.min(room)]);
+                // Any point inside this run is a boundary; one before it may not be.
+                let candidate = self.record.len.min(self.cut_room);
+                if candidate >= run_start && candidate > self.cut_at {
+                    self.cut_at = candidate;
+                }
+                if plain > room {
+                    self.cut = true;
+                    return Err(fmt::Error);
+                }
+                text = &text[plain..];
+                continue;
+            }
+            let Some(ch) = text.chars().next() else { break };
             let mut scratch = [0u8; 8];
             let escaped = escape_char(ch, &mut scratch);
             if self.record.len + escaped.len() > self.end {
@@ -245,6 +284,10 @@ impl fmt::Write for EscapingWriter<'_> {
                 return Err(fmt::Error);
             }
             self.record.push(escaped);
+            if self.record.len <= self.cut_room {
+                self.cut_at = self.record.len;
+            }
+            text = &text[ch.len_utf8()..];
         }
         Ok(())
     }
@@ -344,6 +387,8 @@ pub(crate) fn write_line(line: &[u8], wait: Wait) {
 
 /// `write(2)` to fd 2 until everything is written or the write fails.
 fn write_all_stderr(mut bytes: &[u8]) {
+    let whole = bytes.len();
+    let mut waits = 0;
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid, initialised buffer of `bytes.len()` bytes for the whole
         // call; write(2) is async-signal-safe and only reads from it.
@@ -351,13 +396,36 @@ fn write_all_stderr(mut bytes: &[u8]) {
             unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
         if written > 0 {
             bytes = &bytes[written as usize..];
-        } else if written < 0 && last_errno() == libc::EINTR {
             continue;
-        } else {
-            // EPIPE, EBADF, ENOSPC, …: the line is lost, the process goes on as it would have.
-            return;
         }
+        let error = last_errno();
+        if error == libc::EINTR {
+            continue;
+        }
+        // Someone made stderr non-blocking: wait a little for room, a few times.
+        if error == libc::EAGAIN && waits < 10 && wait_writable() {
+            waits += 1;
+            continue;
+        }
+        // EPIPE, EBADF, ENOSPC, …: the line is lost, the process goes on as it would have.
+        // Half a line would glue the next record onto it: end it, if the fd still takes it.
+        if bytes.len() < whole {
+            // SAFETY: as above, for a one-byte static buffer.
+            unsafe { libc::write(libc::STDERR_FILENO, b"\n".as_ptr().cast(), 1) };
+        }
+        return;
     }
+}
+
+/// poll(2) for room on stderr, at most 100 ms.
+fn wait_writable() -> bool {
+    let mut descriptor = libc::pollfd {
+        fd: libc::STDERR_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; poll(2) is async-signal-safe.
+    unsafe { libc::poll(&mut descriptor, 1, 100) > 0 }
 }
 
 fn last_errno() -> i32 {
@@ -471,6 +539,25 @@ mod tests {
         let fields = parse(record.finish());
         assert!(fields["message"].as_str().unwrap().len() <= 100 + TRUNCATION_MARKER.len());
         assert_eq!(fields["after"], "kept");
+    }
+
+    #[test]
+    fn a_value_within_its_maximum_is_never_cut() {
+        let mut record = Record::new("fatal_signal", Severity::Critical);
+        record.str_max("signal.fault_address", "0xffff800012345678", 18);
+        let fields = parse(record.finish());
+        assert_eq!(fields["signal.fault_address"], "0xffff800012345678");
+        assert!(!fields.contains_key("record.truncated"));
+    }
+
+    #[test]
+    fn a_cut_value_and_its_marker_fit_the_maximum() {
+        let mut record = Record::new("panic", Severity::Error);
+        record.str_max("message", &"y".repeat(500), 100);
+        let fields = parse(record.finish());
+        let message = fields["message"].as_str().unwrap();
+        assert_eq!(message.len(), 100);
+        assert!(message.ends_with(TRUNCATION_MARKER));
     }
 
     proptest! {

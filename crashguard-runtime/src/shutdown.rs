@@ -268,6 +268,11 @@ impl std::fmt::Display for Pending {
 }
 
 fn deadline_passed(grace_period: Duration) -> ! {
+    // Claim the exit first, so that a hook finishing at this very moment cannot write `ok`
+    // after our `timed_out`, nor an exit record of its own.
+    if !crate::exit::claim_exit_record() {
+        crate::exit::wait_for_the_other_exit(EXIT_DEADLINE);
+    }
     let pending = lock(&state().pending).clone();
     for pending in &pending {
         if let Pending::Hook(name) = pending {
@@ -280,7 +285,7 @@ fn deadline_passed(grace_period: Duration) -> ! {
         let names: Vec<String> = pending.iter().map(ToString::to_string).collect();
         names.join(", ")
     };
-    exit_process(
+    crate::exit::exit_claimed(
         EXIT_DEADLINE,
         ExitReason::Deadline {
             grace_period,
@@ -319,10 +324,11 @@ pub(crate) async fn after_main() {
     }
 }
 
-/// For a sync `main`: runs [`after_main`] on a current-thread runtime of its own.
+/// For a sync `main` (and for `#[tokio::main]` above `#[crash_guarded]`, whose runtime is gone by
+/// then): runs [`after_main`] on a current-thread runtime of its own.
 pub(crate) fn after_main_blocking() {
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build();
     match runtime {
         Ok(runtime) => runtime.block_on(after_main()),
