@@ -129,6 +129,51 @@ pub mod __private {
     #[cfg(feature = "axum")]
     pub use crashguard_runtime::http::HttpAnswer;
 
+    // Without the features, the names generated code uses still exist, so that the error says
+    // which feature to enable instead of "cannot find".
+
+    /// Stands in for the `tokio` feature's runtime builder.
+    #[cfg(not(feature = "tokio"))]
+    #[diagnostic::on_unimplemented(
+        message = "`#[crash_guarded]` on an `async fn main` without `#[tokio::main]` needs crashguard's `tokio` feature",
+        label = "crashguard would build the tokio runtime for this `main`",
+        note = "enable the feature (it is on by default), or put `#[tokio::main]` on `main` as well"
+    )]
+    pub trait TokioFeatureRequired {}
+
+    #[cfg(not(feature = "tokio"))]
+    #[allow(missing_docs)]
+    pub enum Flavor {
+        CurrentThread,
+        MultiThread(Option<usize>),
+    }
+
+    #[cfg(not(feature = "tokio"))]
+    #[allow(missing_docs)]
+    pub fn run_async_named<F: TokioFeatureRequired>(
+        _: Config,
+        _: &'static str,
+        _: Flavor,
+        _: F,
+    ) -> ! {
+        unreachable!("TokioFeatureRequired has no implementations")
+    }
+
+    /// Stands in for the `axum` feature's `HttpAnswer`.
+    #[cfg(not(feature = "axum"))]
+    #[diagnostic::on_unimplemented(
+        message = "`#[crash_guarded(http)]` on a handler returning `impl IntoResponse` needs crashguard's `axum` feature",
+        label = "crashguard answers for this handler through axum's `IntoResponse`",
+        note = "enable the `axum` feature, or return a concrete type such as `http::Response<B>` or `Result<T, E>`"
+    )]
+    pub trait AxumFeatureRequired {}
+
+    #[cfg(not(feature = "axum"))]
+    #[allow(missing_docs)]
+    pub enum HttpAnswer<T: AxumFeatureRequired> {
+        Completed(T),
+    }
+
     /// The answer of a `#[crash_guarded(http)]` function to a panic, as its return type.
     #[inline]
     pub fn from_panic<T: crashguard_runtime::FromPanic>(

@@ -133,3 +133,27 @@ async fn guarded_handlers_are_still_axum_handlers() {
     let failed = client.get(format!("http://{addr}/x")).send().await.unwrap();
     assert_eq!(failed.status(), 500);
 }
+
+#[crash_guarded(http)]
+async fn listing(
+    Path(page): Path<String>,
+) -> Result<impl axum::response::IntoResponse, StatusCode> {
+    let page: u32 = page.parse().map_err(|_| StatusCode::BAD_REQUEST)?;
+    assert!(page < 100, "page {page} is past the end");
+    Ok(format!("page {page}"))
+}
+
+#[tokio::test]
+async fn a_result_of_impl_into_response_keeps_question_mark_and_answers_a_panic_with_err() {
+    use axum::response::IntoResponse;
+    let ok = listing(Path("3".to_owned())).await.unwrap().into_response();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        listing(Path("three".to_owned())).await.err(),
+        Some(StatusCode::BAD_REQUEST)
+    );
+    assert_eq!(
+        listing(Path("300".to_owned())).await.err(),
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+}

@@ -7,7 +7,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
 use syn::{parse_quote, Attribute, ItemFn, Path, ReturnType};
 
 use crate::args::{Args, Flavor};
@@ -130,11 +130,12 @@ fn guarded_body(function: &ItemFn) -> GuardedBody {
     let ident = &function.sig.ident;
     let block = &function.block;
     let span = block.span();
-    // A body that always panics would otherwise make the closure's type `!`.
-    let unit: syn::Type = parse_quote!(());
-    let declared = match &function.sig.output {
-        ReturnType::Default => Some(&unit),
-        ReturnType::Type(_, ty) => Some(&**ty).filter(|ty| !contains_impl_trait(ty)),
+    // A body that always panics would otherwise make the closure's type `!`, and `?` needs to
+    // know the error type. `impl Trait` cannot be written there: it becomes `_`.
+    let declared: Option<syn::Type> = match &function.sig.output {
+        ReturnType::Default => Some(parse_quote!(())),
+        ReturnType::Type(_, ty) if is_impl_trait(ty) => None,
+        ReturnType::Type(_, ty) => Some(impl_trait_inferred(ty)),
     };
     let return_hint = match declared {
         Some(ty) => quote_spanned! {ty.span()=>
@@ -167,16 +168,33 @@ fn guarded_body(function: &ItemFn) -> GuardedBody {
     }
 }
 
-fn contains_impl_trait(ty: &syn::Type) -> bool {
-    struct Finder(bool);
-    impl Visit<'_> for Finder {
-        fn visit_type_impl_trait(&mut self, _: &syn::TypeImplTrait) {
-            self.0 = true;
+/// `impl Trait` as the whole type (not nested, as in `Result<impl IntoResponse, E>`).
+fn is_impl_trait(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::ImplTrait(_) => true,
+        syn::Type::Paren(inner) => is_impl_trait(&inner.elem),
+        syn::Type::Group(inner) => is_impl_trait(&inner.elem),
+        _ => false,
+    }
+}
+
+/// `ty` with each `impl Trait` in it replaced by `_`, for a `let` that fixes the other parts.
+fn impl_trait_inferred(ty: &syn::Type) -> syn::Type {
+    struct Infer;
+    impl VisitMut for Infer {
+        fn visit_type_mut(&mut self, ty: &mut syn::Type) {
+            if let syn::Type::ImplTrait(impl_trait) = ty {
+                *ty = syn::Type::Infer(syn::TypeInfer {
+                    underscore_token: syn::Token![_](impl_trait.impl_token.span),
+                });
+            } else {
+                syn::visit_mut::visit_type_mut(self, ty);
+            }
         }
     }
-    let mut finder = Finder(false);
-    finder.visit_type(ty);
-    finder.0
+    let mut ty = ty.clone();
+    Infer.visit_type_mut(&mut ty);
+    ty
 }
 
 fn expand_main(mut function: ItemFn, krate: &Path, args: &Args) -> syn::Result<TokenStream> {
@@ -277,8 +295,7 @@ fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> 
     let span = function.block.span();
     // A declared `impl IntoResponse` cannot name the fallback's type, so both outcomes become
     // one type that is `IntoResponse`.
-    let impl_trait_answer =
-        matches!(&function.sig.output, ReturnType::Type(_, ty) if contains_impl_trait(ty));
+    let impl_trait_answer = matches!(&function.sig.output, ReturnType::Type(_, ty) if is_impl_trait(ty));
     let output_span = match &function.sig.output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => function.sig.ident.span(),
