@@ -381,6 +381,18 @@ fn with_stderr_closed_the_exit_status_is_unchanged() {
 }
 
 #[test]
+fn with_stderr_closed_inside_the_process_writes_fail_quietly() {
+    // std reopens a closed fd 2 on /dev/null before main, so close it from inside instead.
+    let run = fixture("sync_main").arg("close-stderr-then-panic").run();
+    assert_eq!(run.status.code(), Some(101));
+    assert!(run.stderr.is_empty());
+    assert!(run
+        .termination_message()
+        .unwrap()
+        .contains("boom with stderr closed"));
+}
+
+#[test]
 fn when_the_stderr_reader_is_gone_the_exit_status_is_unchanged() {
     let mut child = Command::new(support::fixture_path("sync_main"))
         .arg("late-panic")

@@ -59,6 +59,9 @@ use libc::{c_int, c_void, siginfo_t};
 
 mod symbols;
 
+#[doc(hidden)]
+pub use symbols::ready as symbols_ready;
+
 use crate::panic::IncidentId;
 use crate::record::{self, current_thread_id, Record, Severity};
 use crate::signal::signal_name;

@@ -44,10 +44,62 @@ pub(super) fn function_at(offset: u64) -> Option<&'static str> {
     (offset < function.end).then(|| &table.names[function.name_start..function.name_end])
 }
 
+/// Whether the symbol table has been read (it is read once, shortly after install).
+pub fn ready() -> bool {
+    TABLE.get().is_some()
+}
+
 fn read(executable: &std::path::Path) -> Option<SymbolTable> {
+    let file = std::fs::File::open(executable).ok()?;
+    let mapped = MappedFile::new(&file)?;
+    table_from(mapped.bytes())
+}
+
+/// A read-only mapping of a whole file: only the pages of the symbol table get read, not a
+/// binary's debug info, which can be hundreds of megabytes.
+struct MappedFile {
+    address: *mut libc::c_void,
+    length: usize,
+}
+
+impl MappedFile {
+    fn new(file: &std::fs::File) -> Option<MappedFile> {
+        use std::os::fd::AsRawFd;
+        let length = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if length == 0 {
+            return None;
+        }
+        // SAFETY: a private read-only mapping of an open file; the result is checked. The
+        // executable is not written while it runs (the kernel refuses with ETXTBSY).
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                length,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        (address != libc::MAP_FAILED).then_some(MappedFile { address, length })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `length` readable bytes and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.address.cast(), self.length) }
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `new`, after its last use.
+        unsafe { libc::munmap(self.address, self.length) };
+    }
+}
+
+fn table_from(data: &[u8]) -> Option<SymbolTable> {
     use object::{Object, ObjectSymbol, SymbolKind};
-    let data = std::fs::read(executable).ok()?;
-    let file = object::File::parse(&*data).ok()?;
+    let file = object::File::parse(data).ok()?;
     let mut symbols: Vec<(u64, u64, &str)> = file
         .symbols()
         .filter(|symbol| symbol.kind() == SymbolKind::Text && symbol.size() > 0)
