@@ -270,17 +270,17 @@ pub(crate) fn install_hook(backtrace: bool, keep_previous: bool) {
 
 fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
     let incident_id = IncidentId::next();
-    let trace = if !backtrace {
-        Trace::Omitted
-    } else {
-        let plan = info.location().map_or(TracePlan::Capture, |location| {
+    let plan = backtrace.then(|| {
+        info.location().map_or(TracePlan::Capture, |location| {
             let location = LocationKey::new(location.file(), location.line(), location.column());
             trace_reuse().plan(location, incident_id, Instant::now())
-        });
-        match plan {
-            TracePlan::Capture => Trace::Full(crate::backtrace::capture()),
-            TracePlan::Reuse { first, repeats } => Trace::SameAs { first, repeats },
-        }
+        })
+    });
+    let captured = (plan == Some(TracePlan::Capture)).then(crate::backtrace::capture);
+    let trace = match (plan, &captured) {
+        (Some(TracePlan::Reuse { first, repeats }), _) => Trace::SameAs { first, repeats },
+        (_, Some(captured)) => Trace::Full(captured),
+        _ => Trace::Omitted,
     };
     let report = PanicReport::new(PanicDetails {
         incident_id,
@@ -298,6 +298,13 @@ fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
     LAST_PANIC.with(|last| *last.borrow_mut() = Some(report));
 }
 
+/// Writes `report`'s record as the hook wrote it, with `trace` as its backtrace: the record
+/// writer's share of a panic's cost, for crashguard's benchmarks. Not public API.
+#[doc(hidden)]
+pub fn write_record_again(report: &PanicReport, trace: Option<&str>) {
+    write_record(report, &trace.map_or(Trace::Omitted, Trace::Full));
+}
+
 /// The table that decides which panics capture a trace, sized by the installed settings.
 fn trace_reuse() -> &'static TraceReuse {
     static TABLE: OnceLock<TraceReuse> = OnceLock::new();
@@ -308,11 +315,11 @@ fn trace_reuse() -> &'static TraceReuse {
 }
 
 /// The backtrace part of a panic record.
-enum Trace {
+enum Trace<'a> {
     /// Backtraces are off, or another hook caught the panic first.
     Omitted,
     /// This panic's own trace, rendered.
-    Full(String),
+    Full(&'a str),
     /// The trace is in `first`'s record; this is the `repeats`-th panic at its location since.
     SameAs { first: IncidentId, repeats: u64 },
 }
@@ -339,7 +346,7 @@ const MESSAGE_MAX_BYTES: usize = 8 * 1024;
 /// The human `message` field repeats the panic message; keep that copy short.
 const SUMMARY_MAX_BYTES: usize = 1024;
 
-fn write_record(report: &PanicReport, trace: &Trace) {
+fn write_record(report: &PanicReport, trace: &Trace<'_>) {
     let details = &*report.details;
     if tracing_wants_it() {
         emit_tracing_event(report, trace);
@@ -400,11 +407,11 @@ fn tracing_wants_it() -> bool {
         && tracing::enabled!(target: "crashguard", tracing::Level::ERROR)
 }
 
-fn emit_tracing_event(report: &PanicReport, trace: &Trace) {
+fn emit_tracing_event(report: &PanicReport, trace: &Trace<'_>) {
     let details = &*report.details;
     let (full, same_as, repeats) = match trace {
         Trace::Omitted => (None, None, None),
-        Trace::Full(trace) => (Some(trace.as_str()), None, None),
+        Trace::Full(trace) => (Some(*trace), None, None),
         Trace::SameAs { first, repeats } => (None, Some(first), Some(*repeats)),
     };
     let location = details.location.as_ref();
