@@ -29,6 +29,7 @@
 //! anyway (on a line of its own), and the interrupted record stays cut short.
 
 use std::fmt::{self, Write as _};
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -84,7 +85,10 @@ impl Severity {
 
 /// One record being built in a fixed buffer. Nothing here allocates.
 pub(crate) struct Record {
-    buf: [u8; MAX_RECORD_BYTES],
+    /// `buf[..len]` is written; the rest is never read, so it is not zeroed either: clearing
+    /// 16 KiB for a record of a few hundred bytes is time and cache a panic storm pays for on
+    /// every record.
+    buf: [MaybeUninit<u8>; MAX_RECORD_BYTES],
     len: usize,
     limit: usize,
     truncated: bool,
@@ -99,7 +103,7 @@ impl Record {
 
     fn with_limit(event: &str, severity: Severity, limit: usize) -> Record {
         let mut record = Record {
-            buf: [0; MAX_RECORD_BYTES],
+            buf: [const { MaybeUninit::uninit() }; MAX_RECORD_BYTES],
             len: 0,
             limit: limit.clamp(MIN_RECORD_BYTES, MAX_RECORD_BYTES),
             truncated: false,
@@ -192,7 +196,10 @@ impl Record {
             self.push(b",\"record.truncated\":true");
         }
         self.push(b"}\n");
-        &self.buf[..self.len]
+        // SAFETY: `push` is the only writer of `buf` and writes every byte below the `len` it
+        // sets; `len` otherwise only moves back (a value cut short). So `buf[..len]` is
+        // initialised, and `MaybeUninit<u8>` has the layout of `u8`.
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.len) }
     }
 
     fn raw(&mut self, key: &str, value: &[u8]) {
@@ -209,17 +216,16 @@ impl Record {
             self.push(b",");
         }
         self.push(b"\"");
-        // Keys are crashguard's own constants, but escape them all the same.
-        let _ = write!(
-            EscapingWriter {
-                record: self,
-                end: usize::MAX,
-                cut_at: 0,
-                cut_room: usize::MAX,
-                cut: false
-            },
-            "{key}"
-        );
+        // Keys are crashguard's own constants, but escape them all the same (straight through
+        // `write_str`: `write!` would cost a formatting pass per field).
+        let _ = EscapingWriter {
+            record: self,
+            end: usize::MAX,
+            cut_at: 0,
+            cut_room: usize::MAX,
+            cut: false,
+        }
+        .write_str(key);
         self.push(b"\":");
     }
 
@@ -230,8 +236,9 @@ impl Record {
     /// Appends bytes that were already measured; silently stops at the buffer's end.
     fn push(&mut self, bytes: &[u8]) {
         let end = (self.len + bytes.len()).min(self.buf.len());
-        let take = end - self.len;
-        self.buf[self.len..end].copy_from_slice(&bytes[..take]);
+        for (slot, byte) in self.buf[self.len..end].iter_mut().zip(bytes) {
+            slot.write(*byte);
+        }
         self.len = end;
     }
 }
@@ -370,6 +377,11 @@ pub(crate) fn write_line(line: &[u8], wait: Wait) {
                 attempts = attempts.saturating_add(1);
                 if attempts < 64 {
                     std::hint::spin_loop();
+                } else if wait == Wait::Patiently {
+                    // The holder is in the middle of a write(2) that takes microseconds: let it
+                    // run rather than sleep 50 µs, which under a panic storm became the tail
+                    // latency of every request that panicked beside another.
+                    std::thread::yield_now();
                 } else {
                     pause_briefly();
                 }
