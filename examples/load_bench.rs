@@ -273,7 +273,7 @@ struct Options {
     warmup: Duration,
     measure: Duration,
     rounds: usize,
-    /// `healthy`, `storm` or `sigterm`: run that part alone.
+    /// `healthy`, `storm`, `install` or `sigterm`: run that part alone.
     only: Option<String>,
     /// The servers to run, by name; all when empty.
     servers: Vec<String>,
@@ -684,6 +684,13 @@ fn bench(options: &Options) {
         }
     }
 
+    // Install time, from more starts of an idle crashguard server than the loads made.
+    if runs("install") {
+        for _ in 0..20 {
+            installs.extend(Server::start(Kind::Crashguard, false, &scratch).install);
+        }
+    }
+
     let shutdowns: Vec<Shutdown> = (0..3)
         .filter(|_| runs("sigterm"))
         .map(|_| sigterm_with_requests_in_flight(&scratch))
@@ -902,6 +909,9 @@ fn summary(
     };
     for load in ["/ok ×4", "/ok ×20"] {
         let unguarded = rate(rows, Kind::Unprotected, load);
+        if unguarded == 0.0 {
+            continue;
+        }
         for kind in [Kind::Crashguard, Kind::CrashguardLayer] {
             let _ = writeln!(
                 out,
@@ -911,11 +921,16 @@ fn summary(
             );
         }
     }
-    if let Some(max) = installs.iter().max() {
+    let mut installs = installs.to_vec();
+    installs.sort_unstable();
+    if let (Some(min), Some(max)) = (installs.first(), installs.last()) {
+        let micros = |duration: &Duration| duration.as_secs_f64() * 1e6;
         let _ = writeln!(
             out,
-            "install: {:.0} µs at most over {} starts",
-            max.as_secs_f64() * 1e6,
+            "install: {:.0} µs median, {:.0} µs min, {:.0} µs max over {} starts",
+            micros(&installs[installs.len() / 2]),
+            micros(min),
+            micros(max),
             installs.len()
         );
     }

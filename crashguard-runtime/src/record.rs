@@ -122,12 +122,12 @@ impl Record {
 
     /// Adds a string field, escaped, cut to `max` bytes of escaped text if longer.
     pub(crate) fn str_max(&mut self, key: &str, value: &str, max: usize) {
-        self.display(key, value, max);
+        self.field(key, max, |writer| writer.write_str(value));
     }
 
     /// Adds a string field, escaped, cut only by the record's own limit.
     pub(crate) fn str(&mut self, key: &str, value: &str) {
-        self.display(key, value, usize::MAX);
+        self.field(key, usize::MAX, |writer| writer.write_str(value));
     }
 
     /// Adds a field from raw bytes; invalid UTF-8 becomes U+FFFD.
@@ -138,6 +138,17 @@ impl Record {
     /// Adds a string field from anything that can be displayed, escaping as it is formatted,
     /// without an intermediate `String`.
     pub(crate) fn display(&mut self, key: &str, value: impl fmt::Display, max: usize) {
+        self.field(key, max, |writer| write!(writer, "{value}"));
+    }
+
+    /// Adds a string field whose value `write` escapes into the record, cut to `max` bytes.
+    /// (A `&str` goes straight to the writer: `write!` would cost a formatting pass.)
+    fn field(
+        &mut self,
+        key: &str,
+        max: usize,
+        write: impl FnOnce(&mut EscapingWriter<'_>) -> fmt::Result,
+    ) {
         // Key, quotes and at least one character of value, or the field is left out.
         if !self.has_room(key.len() + 8 + TRUNCATION_MARKER.len()) {
             self.truncated = true;
@@ -160,7 +171,7 @@ impl Record {
             cut: false,
         };
         // An error only means the value was cut; EscapingWriter never fails otherwise.
-        let _ = write!(writer, "{value}");
+        let _ = write(&mut writer);
         if writer.cut {
             // Back to the last character after which the marker still fits.
             self.len = writer.cut_at;
