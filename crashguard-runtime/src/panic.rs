@@ -196,6 +196,9 @@ thread_local! {
     static GUARDED_FUNCTION: Cell<Option<&'static str>> = const { Cell::new(None) };
     /// The last panic the hook reported on this thread, for the code that catches it.
     static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
+    /// Whether `LAST_PANIC` may hold a report. Every guarded poll asks, and a thread-local
+    /// without a destructor is cheaper to reach than `LAST_PANIC`.
+    static MAYBE_LAST_PANIC: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Names the guarded function on this thread while alive; restores the outer name on drop.
@@ -224,11 +227,13 @@ impl Drop for GuardedScope {
 /// catch on this thread cannot mistake it for its own.
 #[inline]
 pub(crate) fn forget_stale_panic() {
+    if !MAYBE_LAST_PANIC.with(Cell::get) {
+        return;
+    }
     LAST_PANIC.with(|last| {
         if let Ok(mut last) = last.try_borrow_mut() {
-            if last.is_some() {
-                *last = None;
-            }
+            *last = None;
+            MAYBE_LAST_PANIC.with(|maybe| maybe.set(false));
         }
     });
 }
@@ -296,6 +301,7 @@ fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
     });
     write_record(&report, &trace);
     LAST_PANIC.with(|last| *last.borrow_mut() = Some(report));
+    MAYBE_LAST_PANIC.with(|maybe| maybe.set(true));
 }
 
 /// Writes `report`'s record as the hook wrote it, with `trace` as its backtrace: the record
