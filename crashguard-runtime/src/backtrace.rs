@@ -50,6 +50,15 @@ const PLUMBING: &[&str] = &[
     "__rust_try",
 ];
 
+/// Source files of frames that are panic plumbing whatever their name. A build with
+/// `debug = "line-tables-only"` names inlined frames by their short name only (`catch_unwind<…>`,
+/// `{closure#0}<…>`), which the name prefixes above cannot recognise; their files still tell.
+const PLUMBING_FILES: &[&str] = &[
+    "library/std/src/panicking.rs",
+    "library/std/src/panic.rs",
+    "library/core/src/panic/unwind_safe.rs",
+];
+
 /// Frames just above the thread's start that only call the user's `main` or closure.
 const LAUNCH: &str = "core::ops::function::";
 
@@ -109,18 +118,20 @@ fn render(trace: &backtrace::Backtrace) -> String {
     }
 
     let mut text = String::new();
-    let user_frames = lines[start..end].iter().filter(|(name, _)| {
+    let user_frames = lines[start..end].iter().filter(|(name, place)| {
         // `<crashguard_runtime::guard::CatchPanic<F> as Future>::poll` is crashguard's too.
         let unbracketed = name.strip_prefix('<').unwrap_or(name);
         !PLUMBING
             .iter()
             .any(|p| name.starts_with(p) || unbracketed.starts_with(p))
+            && !PLUMBING_FILES.iter().any(|file| place.starts_with(file))
+            && !is_crashguard_source(place)
     });
     for (index, (name, place)) in user_frames.enumerate() {
         if index > 0 {
             text.push('\n');
         }
-        let _ = write!(text, "{index}: {name}");
+        let _ = write!(text, "{index}: {}", without_generic_arguments(name));
         if !place.is_empty() {
             let _ = write!(text, " at {place}");
         }
@@ -252,6 +263,55 @@ impl TraceReuse {
     }
 }
 
+/// Whether `place` is in crashguard-runtime's own source: a path checkout (`…/crashguard-runtime/src/`)
+/// or a registry one (`crashguard-runtime-0.1.0/src/`).
+fn is_crashguard_source(place: &str) -> bool {
+    place.match_indices("crashguard-runtime").any(|(index, _)| {
+        let rest = &place[index + "crashguard-runtime".len()..];
+        (index == 0 || place[..index].ends_with('/'))
+            && (rest.starts_with("/src/")
+                || rest
+                    .strip_prefix('-')
+                    .and_then(|version| version.split_once('/'))
+                    .is_some_and(|(version, rest)| {
+                        version.starts_with(|c: char| c.is_ascii_digit())
+                            && rest.starts_with("src/")
+                    }))
+    })
+}
+
+/// `name` without the generic arguments that follow a name (`poll<alloc::boxed::Box<…>>` becomes
+/// `poll`): the short names of inlined frames carry every type argument spelled out, often a few
+/// hundred characters of them, which would fill the record before the trace ends. A qualified
+/// path (`<T as Trait>::f`) keeps its brackets.
+fn without_generic_arguments(name: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = name.as_bytes();
+    let follows_a_name = |index: usize| {
+        index > 0
+            && matches!(bytes[index - 1], b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'}' | b':')
+    };
+    // `app::<impl app::Trait for app::Type>::f` names an impl, not arguments.
+    let opens_arguments =
+        |index: usize| follows_a_name(index) && !name[index + 1..].starts_with("impl ");
+    if !(0..bytes.len()).any(|index| bytes[index] == b'<' && opens_arguments(index)) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut kept = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    for (index, ch) in name.char_indices() {
+        match ch {
+            '<' if depth > 0 || opens_arguments(index) => depth += 1,
+            // `fn() -> T` inside the arguments: that `>` closes nothing.
+            '>' if depth > 0 && index > 0 && bytes[index - 1] != b'-' => depth -= 1,
+            _ if depth > 0 => {}
+            _ => kept.push(ch),
+        }
+    }
+    // A turbofish (`f::<T>`) leaves its `::` behind.
+    let kept = kept.replace("::::", "::");
+    std::borrow::Cow::Owned(kept.strip_suffix("::").map(str::to_owned).unwrap_or(kept))
+}
+
 /// Drops what makes paths long without telling more: the registry's cache folder before a
 /// dependency's `name-version/` and the commit hash in `/rustc/<hash>/`.
 fn short_path(path: &str) -> &str {
@@ -359,6 +419,50 @@ mod tests {
             table.plan(at(1), IncidentId::next(), tick(6)),
             TracePlan::Capture
         );
+    }
+
+    #[test]
+    fn generic_arguments_after_a_name_are_dropped_and_qualified_paths_kept() {
+        for (name, shown) in [
+            (
+                "poll<alloc::boxed::Box<(dyn Future<Output=u8> + Send)>>",
+                "poll",
+            ),
+            ("{closure#0}<app::handler::{async_fn#0}>", "{closure#0}"),
+            (
+                "{async_block#0}<fn() -> app::Env, app::Env, ()>",
+                "{async_block#0}",
+            ),
+            ("call_once<core::task::poll::Poll<&str>, F>", "call_once"),
+            ("app::parse::<u64>", "app::parse"),
+            (
+                "<app::Orders<T> as app::Store>::load",
+                "<app::Orders as app::Store>::load",
+            ),
+            ("app::main::{{closure}}", "app::main::{{closure}}"),
+            (
+                "app::<impl app::Store for app::Db>::load",
+                "app::<impl app::Store for app::Db>::load",
+            ),
+        ] {
+            assert_eq!(without_generic_arguments(name), shown, "{name}");
+        }
+    }
+
+    #[test]
+    fn crashguards_own_source_is_recognised_checked_out_or_from_the_registry() {
+        assert!(is_crashguard_source(
+            "/work/crashguard-runtime/src/guard.rs:47:39"
+        ));
+        assert!(is_crashguard_source(
+            "crashguard-runtime-0.1.0/src/guard.rs:19:5"
+        ));
+        assert!(!is_crashguard_source(
+            "/work/app/src/crashguard-runtime.rs:1:1"
+        ));
+        assert!(!is_crashguard_source(
+            "my-crashguard-runtime-fork/src/lib.rs:1:1"
+        ));
     }
 
     #[test]
