@@ -275,6 +275,8 @@ pub(crate) fn install_hook(backtrace: bool, keep_previous: bool) {
 
 fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
     let incident_id = IncidentId::next();
+    // Before anything that could abort (a subscriber panicking), for the fatal-signal record.
+    PANICKING_INCIDENT.with(|panicking| panicking.set(Some(incident_id)));
     let plan = backtrace.then(|| {
         info.location().map_or(TracePlan::Capture, |location| {
             let location = LocationKey::new(location.file(), location.line(), location.column());
@@ -413,6 +415,28 @@ fn tracing_wants_it() -> bool {
         && tracing::enabled!(target: "crashguard", tracing::Level::ERROR)
 }
 
+/// A trace through `tracing` has no record limit to cut it: cap it so the subscriber's line
+/// stays below the 16 KiB at which container runtimes split lines.
+const TRACING_TRACE_MAX_BYTES: usize = 6 * 1024;
+
+/// Text cut at a character boundary to at most `.1` bytes, with the truncation marker.
+struct Capped<'a>(&'a str, usize);
+
+impl fmt::Display for Capped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Capped(text, max) = *self;
+        if text.len() <= max {
+            return f.write_str(text);
+        }
+        let mut end = max.saturating_sub(record::TRUNCATION_MARKER.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        f.write_str(&text[..end])?;
+        f.write_str(record::TRUNCATION_MARKER)
+    }
+}
+
 fn emit_tracing_event(report: &PanicReport, trace: &Trace<'_>) {
     let details = &*report.details;
     let (full, same_as, repeats) = match trace {
@@ -436,8 +460,8 @@ fn emit_tracing_event(report: &PanicReport, trace: &Trace<'_>) {
         url.path = request.map(|r| r.path.as_str()),
         "http.request.header.x-request-id" = request.and_then(|r| r.request_id.as_deref()),
         exception.r#type = "panic",
-        exception.message = %details.message,
-        exception.stacktrace = full,
+        exception.message = %Capped(&details.message, MESSAGE_MAX_BYTES),
+        exception.stacktrace = full.map(|trace| Capped(trace, TRACING_TRACE_MAX_BYTES)).map(tracing::field::display),
         exception.stacktrace_ref = same_as.map(tracing::field::display),
         exception.repeats = repeats,
         "{}",
@@ -451,26 +475,39 @@ pub(crate) fn prepare_for_signal_handlers() {
     process_tag();
 }
 
+thread_local! {
+    /// The incident id the hook gave this thread's latest panic. A `Copy` value with no
+    /// destructor, so that reading it never registers one (which allocates).
+    static PANICKING_INCIDENT: Cell<Option<IncidentId>> = const { Cell::new(None) };
+}
+
 /// The incident id of the panic this thread is in the middle of, if any: the one a
 /// `panic = "abort"` or a panic during unwinding is about to abort with. Reads only a
-/// const-initialised thread-local, so a signal handler may call it.
+/// const-initialised thread-local without a destructor, so a signal handler may call it.
 pub(crate) fn incident_in_progress() -> Option<IncidentId> {
     if !std::thread::panicking() {
         return None;
     }
-    LAST_PANIC
-        .try_with(|last| {
-            last.try_borrow()
-                .ok()
-                .and_then(|last| last.as_ref().map(PanicReport::incident_id))
-        })
-        .ok()
-        .flatten()
+    PANICKING_INCIDENT.try_with(Cell::get).ok().flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capped_text_keeps_short_text_and_cuts_long_text_on_a_character_boundary() {
+        assert_eq!(Capped("short", 100).to_string(), "short");
+        let cut = Capped(&"é".repeat(100), 50).to_string();
+        assert!(
+            cut.len() <= 50 && cut.ends_with(record::TRUNCATION_MARKER),
+            "{cut}"
+        );
+        assert!(cut
+            .trim_end_matches(record::TRUNCATION_MARKER)
+            .chars()
+            .all(|c| c == 'é'));
+    }
 
     #[test]
     fn incident_ids_are_distinct_short_and_printable() {
