@@ -1,9 +1,15 @@
-//! The load benchmark: three real axum servers, side by side, driven over loopback.
+//! The load benchmark: axum servers with and without a crash guard, side by side, driven over
+//! loopback.
 //!
 //! ```text
 //! cargo run --profile bench --features axum --example load_bench
 //! cargo run --profile bench --features axum --example load_bench -- --seconds 2 --rounds 1
+//! cargo run --profile bench --features axum --example load_bench -- --only storm --servers tower-http,crashguard
 //! ```
+//!
+//! Options: `--seconds` (measured time per load, 5), `--warmup` (1), `--rounds` (3), `--only`
+//! (`healthy`, `storm`, `install` or `sigterm`) and `--servers` (comma-separated: `unprotected`,
+//! `tower-http`, `crashguard`, `crashguard-layer`).
 //!
 //! The servers, each a child process of this one (a panic hook is process-wide):
 //!
@@ -19,6 +25,9 @@
 //!
 //! - `/ok ×4` and `/ok ×20`: 4 or 20 connections on `/ok`, nothing panicking;
 //! - `storm`: 16 connections on `/boom` while 4 measure `/ok`, with and without `RUST_BACKTRACE=1`.
+//!
+//! Every load runs in rounds, the servers taking turns so that drift on a shared machine hits them
+//! alike, and each server's median round is reported.
 //!
 //! After each storm it checks what a user would: every `/boom` request was answered 500 and left
 //! a record in the server's stderr, and (crashguard) every 500's incident id names one of those
