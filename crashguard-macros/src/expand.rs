@@ -295,7 +295,8 @@ fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> 
     let span = function.block.span();
     // A declared `impl IntoResponse` cannot name the fallback's type, so both outcomes become
     // one type that is `IntoResponse`.
-    let impl_trait_answer = matches!(&function.sig.output, ReturnType::Type(_, ty) if is_impl_trait(ty));
+    let impl_trait_answer =
+        matches!(&function.sig.output, ReturnType::Type(_, ty) if is_impl_trait(ty));
     let output_span = match &function.sig.output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => function.sig.ident.span(),
