@@ -75,6 +75,7 @@ pub fn install(config: Config) {
     INSTALLED.get_or_init(|| {
         let settings = config.resolve();
         record::set_record_limit(settings.max_record_bytes);
+        record::forget_ids_after_fork();
         panic::install_hook(settings.backtrace, settings.keep_previous_panic_hook);
         Installed {
             settings,

@@ -28,9 +28,10 @@
 //! or the writer holding the lock does not finish within the bound, the fatal record is written
 //! anyway (on a line of its own), and the interrupted record stays cut short.
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// The largest record crashguard writes, newline included: 16 KiB, the line length above which
@@ -116,7 +117,7 @@ impl Record {
         );
         record.str("severity", severity.as_str());
         record.str("event", event);
-        record.u64("process.pid", u64::from(std::process::id()));
+        record.u64("process.pid", u64::from(process_id()));
         record
     }
 
@@ -467,9 +468,54 @@ fn pause_briefly() {
 }
 
 /// The kernel's id for the calling thread, as `ps -L` and `/proc/<pid>/task` show it.
+/// Cached, since a panic storm writes many records; reset in a forked child.
+static PROCESS_ID: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// This thread's kernel id, once asked for; 0 until then.
+    static THREAD_ID: Cell<i32> = const { Cell::new(0) };
+}
+
+/// The process id, as `getpid(2)` gives it, without a system call per record.
+pub(crate) fn process_id() -> u32 {
+    match PROCESS_ID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PROCESS_ID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+/// The kernel's id for the calling thread, as `ps -L` and `/proc/<pid>/task` show it.
 pub(crate) fn current_thread_id() -> i32 {
+    THREAD_ID
+        .try_with(|cached| match cached.get() {
+            0 => {
+                let id = gettid();
+                cached.set(id);
+                id
+            }
+            id => id,
+        })
+        .unwrap_or_else(|_| gettid())
+}
+
+fn gettid() -> i32 {
     // SAFETY: gettid(2) has no preconditions and is async-signal-safe.
     unsafe { libc::gettid() }
+}
+
+/// A forked child has a new pid, and its one thread a new id: forget the cached ones there.
+pub(crate) fn forget_ids_after_fork() {
+    extern "C" fn in_child() {
+        PROCESS_ID.store(0, Ordering::Relaxed);
+        let _ = THREAD_ID.try_with(|cached| cached.set(0));
+    }
+    // SAFETY: registering a fork handler has no preconditions; `in_child` only stores to an
+    // atomic and a thread-local without a destructor.
+    unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
 }
 
 #[cfg(test)]
