@@ -1,78 +1,14 @@
 //! What a guard costs when nothing panics: a guarded call beside the same call unguarded, sync
 //! and async, and a guarded axum handler beside the unguarded one.
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::{pin, Pin};
-use std::task::{Context, Poll, Waker};
 
-use axum::response::IntoResponse;
-use crashguard::{crash_guarded, PanicReport};
 use criterion::{criterion_group, criterion_main, Criterion};
 
-fn no_total(_: &PanicReport) -> u64 {
-    0
-}
+#[path = "../tests/support/guarded_samples.rs"]
+mod samples;
 
-#[inline(never)]
-fn add(a: u64, b: u64) -> u64 {
-    a.wrapping_add(b)
-}
-
-#[crash_guarded(fallback = no_total)]
-#[inline(never)]
-fn guarded_add(a: u64, b: u64) -> u64 {
-    a.wrapping_add(b)
-}
-
-/// Pending once, as a handler waiting on a database would be.
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if std::mem::replace(&mut self.0, true) {
-            Poll::Ready(())
-        } else {
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
-async fn add_later(a: u64, b: u64) -> u64 {
-    YieldOnce(false).await;
-    a.wrapping_add(b)
-}
-
-#[crash_guarded(fallback = no_total)]
-async fn guarded_add_later(a: u64, b: u64) -> u64 {
-    YieldOnce(false).await;
-    a.wrapping_add(b)
-}
-
-async fn ok() -> impl IntoResponse {
-    YieldOnce(false).await;
-    "ok"
-}
-
-#[crash_guarded(http)]
-async fn guarded_ok() -> impl IntoResponse {
-    YieldOnce(false).await;
-    "ok"
-}
-
-/// Polls `future` to the end with a waker that does nothing: no executor in the measurement.
-fn poll_to_end<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-}
+use samples::{add, add_later, guarded_add, guarded_add_later, guarded_ok, ok, poll_to_end};
 
 fn sync_call(c: &mut Criterion) {
     let mut group = c.benchmark_group("sync call");

@@ -3,13 +3,15 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::future::Future;
 use std::mem::{size_of, size_of_val};
-use std::pin::{pin, Pin};
-use std::task::{Context, Poll, Waker};
 
 use axum::response::IntoResponse;
-use crashguard::{crash_guarded, PanicReport};
+use crashguard::crash_guarded;
+
+#[path = "support/guarded_samples.rs"]
+mod samples;
+
+use samples::{add, add_later, guarded_add, guarded_add_later, guarded_ok, poll_to_end, YieldOnce};
 
 /// The system allocator, counting the calling thread's allocations.
 struct CountingAllocator;
@@ -59,57 +61,6 @@ fn allocations_in(work: impl FnOnce()) -> u64 {
     ALLOCATIONS.with(Cell::get) - before
 }
 
-/// Polls `future` to the end on this thread with a waker that does nothing.
-fn poll_to_end<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-}
-
-/// Pending once, as a handler waiting on a database would be.
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if std::mem::replace(&mut self.0, true) {
-            Poll::Ready(())
-        } else {
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
-fn no_total(_: &PanicReport) -> u64 {
-    0
-}
-
-fn add(a: u64, b: u64) -> u64 {
-    a.wrapping_add(b)
-}
-
-#[crash_guarded(fallback = no_total)]
-fn guarded_add(a: u64, b: u64) -> u64 {
-    a.wrapping_add(b)
-}
-
-async fn add_later(a: u64, b: u64) -> u64 {
-    YieldOnce(false).await;
-    a.wrapping_add(b)
-}
-
-#[crash_guarded(fallback = no_total)]
-async fn guarded_add_later(a: u64, b: u64) -> u64 {
-    YieldOnce(false).await;
-    a.wrapping_add(b)
-}
-
 async fn greet(id: u64, name: [u8; 64]) -> impl IntoResponse {
     YieldOnce(false).await;
     format!("{id} {}", name.len())
@@ -119,12 +70,6 @@ async fn greet(id: u64, name: [u8; 64]) -> impl IntoResponse {
 async fn guarded_greet(id: u64, name: [u8; 64]) -> impl IntoResponse {
     YieldOnce(false).await;
     format!("{id} {}", name.len())
-}
-
-#[crash_guarded(http)]
-async fn guarded_ok() -> impl IntoResponse {
-    YieldOnce(false).await;
-    "ok"
 }
 
 #[test]
