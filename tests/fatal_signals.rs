@@ -210,6 +210,30 @@ fn a_crash_while_another_thread_holds_the_stderr_lock_is_still_recorded() {
 }
 
 #[test]
+fn with_nobody_reading_a_full_stderr_the_process_still_dies_by_its_signal() {
+    use std::time::{Duration, Instant};
+    let termination_log = support::scratch_path("termination-log");
+    let mut child = Command::new(support::fixture_path("fatal_cases"))
+        .arg("stderr-full")
+        .env("CRASHGUARD_TERMINATION_LOG", &termination_log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The pipe is never read until the process has ended.
+    let started = Instant::now();
+    let status = support::wait_at_most(&mut child, Duration::from_secs(30));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+    let message = std::fs::read_to_string(termination_log).unwrap();
+    assert!(message.starts_with("fatal signal SIGSEGV"), "{message}");
+}
+
+#[test]
 fn a_panic_in_a_panic_abort_build_shares_its_incident_with_the_sigabrt() {
     let run = program(panic_abort_fixture(), &[]).run();
     assert_eq!(run.event_names(), ["panic", "fatal_signal", "exit"]);

@@ -42,8 +42,8 @@
 //!   inside `dlopen` could deadlock here). When the alternate stack has too little room left the
 //!   record has no trace; a stack so corrupt that the unwinder itself faults ends the process
 //!   by that fault, without a record.
-//! - The record is written with blocking `write(2)`: a log reader that stopped reading (a full
-//!   pipe) holds the process at its death until the kubelet kills it.
+//! - A log reader that stopped reading (a full pipe) gets no record: the handler waits at most a
+//!   second for room on stderr, then goes on to die by the signal.
 //! - A thread created outside std (by C code) without an alternate stack cannot report its own
 //!   stack overflow: the kernel has nowhere to run the handler and kills the process.
 //! - Modules loaded after install (`dlopen`) show as bare addresses.

@@ -401,19 +401,24 @@ pub(crate) fn write_line(line: &[u8], wait: Wait) {
         }
     }
     if leading_newline {
-        write_all_stderr(b"\n");
+        write_all_stderr(b"\n", wait);
     }
-    write_all_stderr(line);
+    write_all_stderr(line, wait);
     if holding {
         WRITER.store(0, Ordering::Release);
     }
 }
 
 /// `write(2)` to fd 2 until everything is written or the write fails.
-fn write_all_stderr(mut bytes: &[u8]) {
+fn write_all_stderr(mut bytes: &[u8], wait: Wait) {
     let whole = bytes.len();
     let mut waits = 0;
     while !bytes.is_empty() {
+        // A dying process must not wait forever on a log reader that stopped reading (a full
+        // pipe): it would hang until the kubelet's SIGKILL and lose its exit status.
+        if wait == Wait::Bounded && !writable_within(1000) {
+            return;
+        }
         // SAFETY: `bytes` is a valid, initialised buffer of `bytes.len()` bytes for the whole
         // call; write(2) is async-signal-safe and only reads from it.
         let written =
@@ -427,7 +432,7 @@ fn write_all_stderr(mut bytes: &[u8]) {
             continue;
         }
         // Someone made stderr non-blocking: wait a little for room, a few times.
-        if error == libc::EAGAIN && waits < 10 && wait_writable() {
+        if error == libc::EAGAIN && waits < 10 && writable_within(100) {
             waits += 1;
             continue;
         }
@@ -441,15 +446,15 @@ fn write_all_stderr(mut bytes: &[u8]) {
     }
 }
 
-/// poll(2) for room on stderr, at most 100 ms.
-fn wait_writable() -> bool {
+/// poll(2) for room on stderr, at most `millis`. Async-signal-safe.
+fn writable_within(millis: i32) -> bool {
     let mut descriptor = libc::pollfd {
         fd: libc::STDERR_FILENO,
         events: libc::POLLOUT,
         revents: 0,
     };
     // SAFETY: one valid pollfd; poll(2) is async-signal-safe.
-    unsafe { libc::poll(&mut descriptor, 1, 100) > 0 }
+    unsafe { libc::poll(&mut descriptor, 1, millis) > 0 }
 }
 
 fn last_errno() -> i32 {
