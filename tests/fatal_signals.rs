@@ -234,6 +234,22 @@ fn with_nobody_reading_a_full_stderr_the_process_still_dies_by_its_signal() {
 }
 
 #[test]
+fn a_subscriber_that_panics_on_the_panic_record_neither_recurses_nor_hangs() {
+    let (run, text) = fixture("panicking_subscriber").run_allowing_text();
+    // std's own words: it aborts a thread that panics inside the panic hook.
+    assert_eq!(
+        text.last().map(String::as_str),
+        Some("thread panicked while processing panic. aborting.")
+    );
+    assert_eq!(run.event_names(), ["fatal_signal", "exit"]);
+    let record = assert_fatal(&run, libc::SIGABRT, "SIGABRT", "SI_TKILL");
+    assert_eq!(
+        record["panic.in_progress"], true,
+        "the first panic's incident"
+    );
+}
+
+#[test]
 fn a_panic_in_a_panic_abort_build_shares_its_incident_with_the_sigabrt() {
     let run = program(panic_abort_fixture(), &[]).run();
     assert_eq!(run.event_names(), ["panic", "fatal_signal", "exit"]);
