@@ -69,11 +69,11 @@ impl Parse for Args {
                 args.http = Some(keyword.span);
             } else if lookahead.peek(kw::fallback) {
                 let keyword: kw::fallback = input.parse()?;
-                reject_repeat(&args.fallback, "fallback", keyword.span)?;
-                expect_value(
+                start_value(
                     input,
-                    keyword.span,
+                    &args.fallback,
                     "fallback",
+                    keyword.span,
                     "fallback = path::to::function",
                 )?;
                 let path: Path = input.parse().map_err(|error| {
@@ -88,14 +88,13 @@ impl Parse for Args {
                 });
             } else if lookahead.peek(Token![crate]) {
                 let keyword: Token![crate] = input.parse()?;
-                reject_repeat(&args.krate, "crate", keyword.span)?;
-                expect_value(
+                let literal: LitStr = value_of(
                     input,
-                    keyword.span,
+                    &args.krate,
                     "crate",
+                    keyword.span,
                     "crate = \"path::to::crashguard\"",
                 )?;
-                let literal: LitStr = input.parse()?;
                 let path = literal.parse::<Path>().map_err(|_| {
                     syn::Error::new(
                         literal.span(),
@@ -111,14 +110,13 @@ impl Parse for Args {
                 });
             } else if lookahead.peek(kw::grace_period) {
                 let keyword: kw::grace_period = input.parse()?;
-                reject_repeat(&args.grace_period, "grace_period", keyword.span)?;
-                expect_value(
+                let literal: LitStr = value_of(
                     input,
-                    keyword.span,
+                    &args.grace_period,
                     "grace_period",
+                    keyword.span,
                     "grace_period = \"25s\"",
                 )?;
-                let literal: LitStr = input.parse()?;
                 let duration = humantime::parse_duration(literal.value().trim()).map_err(|error| {
                     syn::Error::new(
                         literal.span(),
@@ -133,9 +131,13 @@ impl Parse for Args {
                 });
             } else if lookahead.peek(kw::flavor) {
                 let keyword: kw::flavor = input.parse()?;
-                reject_repeat(&args.flavor, "flavor", keyword.span)?;
-                expect_value(input, keyword.span, "flavor", "flavor = \"current_thread\"")?;
-                let literal: LitStr = input.parse()?;
+                let literal: LitStr = value_of(
+                    input,
+                    &args.flavor,
+                    "flavor",
+                    keyword.span,
+                    "flavor = \"current_thread\"",
+                )?;
                 let flavor = match literal.value().as_str() {
                     "current_thread" => Flavor::CurrentThread,
                     "multi_thread" => Flavor::MultiThread,
@@ -154,9 +156,13 @@ impl Parse for Args {
                 });
             } else if lookahead.peek(kw::worker_threads) {
                 let keyword: kw::worker_threads = input.parse()?;
-                reject_repeat(&args.worker_threads, "worker_threads", keyword.span)?;
-                expect_value(input, keyword.span, "worker_threads", "worker_threads = 4")?;
-                let literal: LitInt = input.parse()?;
+                let literal: LitInt = value_of(
+                    input,
+                    &args.worker_threads,
+                    "worker_threads",
+                    keyword.span,
+                    "worker_threads = 4",
+                )?;
                 let workers: usize = literal.base10_parse()?;
                 if workers == 0 {
                     return Err(syn::Error::new(
@@ -170,9 +176,13 @@ impl Parse for Args {
                 });
             } else if lookahead.peek(kw::backtrace) {
                 let keyword: kw::backtrace = input.parse()?;
-                reject_repeat(&args.backtrace, "backtrace", keyword.span)?;
-                expect_value(input, keyword.span, "backtrace", "backtrace = false")?;
-                let literal: LitBool = input.parse()?;
+                let literal: LitBool = value_of(
+                    input,
+                    &args.backtrace,
+                    "backtrace",
+                    keyword.span,
+                    "backtrace = false",
+                )?;
                 args.backtrace = Some(Arg {
                     value: literal.value,
                     span: keyword.span,
@@ -187,6 +197,30 @@ impl Parse for Args {
         }
         Ok(args)
     }
+}
+
+/// Starts `name = value` after its keyword (at `span`) and parses the value.
+fn value_of<L: Parse, T>(
+    input: ParseStream<'_>,
+    previous: &Option<T>,
+    name: &str,
+    span: Span,
+    example: &str,
+) -> syn::Result<L> {
+    start_value(input, previous, name, span, example)?;
+    input.parse()
+}
+
+/// Checks the argument is not a repeat and consumes its `=`, leaving the value to parse.
+fn start_value<T>(
+    input: ParseStream<'_>,
+    previous: &Option<T>,
+    name: &str,
+    span: Span,
+    example: &str,
+) -> syn::Result<()> {
+    reject_repeat(previous, name, span)?;
+    expect_value(input, span, name, example)
 }
 
 /// Each argument may appear once; the error points at the second one.
