@@ -264,12 +264,7 @@ fn a_panic_in_a_panic_abort_build_shares_its_incident_with_the_sigabrt() {
 
 #[test]
 fn as_pid_1_a_segfault_still_dies_by_sigsegv() {
-    let run = program(
-        support::fixture_path("fatal_cases"),
-        &["unshare", "--pid", "--fork"],
-    )
-    .arg("null-write")
-    .run();
+    let run = as_pid_1("null-write");
     // unshare reports its child's death by the same signal.
     let record = assert_fatal(&run, libc::SIGSEGV, "SIGSEGV", "SEGV_MAPERR");
     assert_eq!(record["process.pid"], 1);
@@ -277,18 +272,23 @@ fn as_pid_1_a_segfault_still_dies_by_sigsegv() {
 
 #[test]
 fn as_pid_1_an_abort_exits_134_since_the_kernel_drops_the_signal() {
-    let run = program(
-        support::fixture_path("fatal_cases"),
-        &["unshare", "--pid", "--fork"],
-    )
-    .arg("abort")
-    .run();
+    let run = as_pid_1("abort");
     assert_eq!(run.status.code(), Some(134), "{:?}", run.status);
     let fatal = run.events("fatal_signal");
     assert_eq!(fatal.len(), 1);
     assert_eq!(fatal[0]["signal.name"], "SIGABRT");
     assert_eq!(fatal[0]["process.pid"], 1);
     assert_eq!(run.exit_record()["exit.code"], 134);
+}
+
+/// Runs a fatal case as PID 1 of a new PID namespace, as in a container without an init.
+fn as_pid_1(scenario: &str) -> Finished {
+    program(
+        support::fixture_path("fatal_cases"),
+        &["unshare", "--pid", "--fork"],
+    )
+    .arg(scenario)
+    .run()
 }
 
 /// Builds `tests/panic-abort`, a program compiled with `panic = "abort"`, once.
