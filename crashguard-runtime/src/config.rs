@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::record::{Record, Severity, MAX_RECORD_BYTES, MIN_RECORD_BYTES};
+use crate::record::{Severity, MAX_RECORD_BYTES, MIN_RECORD_BYTES};
 
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -229,15 +229,20 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn report_bad_env(name: &str, value: &str, problem: &str) {
-    let mut record = Record::new("config", Severity::Warning);
-    record.display(
-        "message",
-        format_args!("ignored {name}={value:?}: {problem}; using the value set in code"),
-        2048,
+    crate::record::emit(
+        "config",
+        Severity::Warning,
+        crate::record::Wait::Patiently,
+        |record| {
+            record.display(
+                "message",
+                format_args!("ignored {name}={value:?}: {problem}; using the value set in code"),
+                2048,
+            );
+            record.str("config.variable", name);
+            record.str_max("config.value", value, 1024);
+        },
     );
-    record.str("config.variable", name);
-    record.str_max("config.value", value, 1024);
-    crate::record::write_line(record.finish(), crate::record::Wait::Patiently);
 }
 
 /// `/dev/termination-log` if this container has one we may write; checked without truncating it.

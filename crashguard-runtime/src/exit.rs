@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::panic::PanicReport;
-use crate::record::{self, Record, Severity};
+use crate::record::{self, Severity};
 use crate::signal::signal_name;
 
 /// The most the kubelet keeps of a termination message.
@@ -132,7 +132,6 @@ pub(crate) fn exit_claimed(code: i32, reason: ExitReason<'_>) -> ! {
     } else {
         Severity::Error
     };
-    let mut record = Record::new("exit", severity);
     let stopping_signal = crate::shutdown::stopping_signal();
     let (reason_name, detail) = match &reason {
         ExitReason::Returned => match stopping_signal {
@@ -164,28 +163,29 @@ pub(crate) fn exit_claimed(code: i32, reason: ExitReason<'_>) -> ! {
             format!("second {} during shutdown", signal_name(*signal)),
         ),
     };
-    record.display(
-        "message",
-        format_args!("exited with {code}: {detail}"),
-        2048,
-    );
-    record.i64("exit.code", i64::from(code));
-    record.str("exit.reason", reason_name);
-    if let ExitReason::SecondSignal(signal) = &reason {
-        record.str("signal.name", signal_name(*signal));
-        record.i64("signal.number", i64::from(*signal));
-    }
-    if let ExitReason::Deadline { pending, .. } = &reason {
-        record.str("shutdown.pending", pending);
-    }
-    if let ExitReason::Panic(report) = &reason {
-        record.display("incident.id", report.incident_id(), usize::MAX);
-    }
-    if let ExitReason::Error(error) = &reason {
-        record.str_max("error.message", error, 8 * 1024);
-    }
-    record.millis("process.uptime_ms", crate::uptime());
-    record::write_line(record.finish(), record::Wait::Patiently);
+    record::emit("exit", severity, record::Wait::Patiently, |record| {
+        record.display(
+            "message",
+            format_args!("exited with {code}: {detail}"),
+            2048,
+        );
+        record.i64("exit.code", i64::from(code));
+        record.str("exit.reason", reason_name);
+        if let ExitReason::SecondSignal(signal) = &reason {
+            record.str("signal.name", signal_name(*signal));
+            record.i64("signal.number", i64::from(*signal));
+        }
+        if let ExitReason::Deadline { pending, .. } = &reason {
+            record.str("shutdown.pending", pending);
+        }
+        if let ExitReason::Panic(report) = &reason {
+            record.display("incident.id", report.incident_id(), usize::MAX);
+        }
+        if let ExitReason::Error(error) = &reason {
+            record.str_max("error.message", error, 8 * 1024);
+        }
+        record.millis("process.uptime_ms", crate::uptime());
+    });
 
     if code != 0 {
         if let Some(path) = crate::settings().termination_log.as_deref() {

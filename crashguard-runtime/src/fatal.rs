@@ -63,7 +63,7 @@ mod symbols;
 pub use symbols::ready as symbols_ready;
 
 use crate::panic::IncidentId;
-use crate::record::{self, current_thread_id, Record, Severity};
+use crate::record::{self, current_thread_id, Severity};
 use crate::signal::signal_name;
 
 /// The signals after which a process cannot go on.
@@ -476,45 +476,50 @@ fn write_fatal_record() {
         incident,
     };
 
-    let mut record = Record::new("fatal_signal", Severity::Critical);
-    record.display("message", &summary, 1024);
-    record.display("incident.id", incident, usize::MAX);
-    record.str("signal.name", signal_name(crash.signal));
-    record.i64("signal.number", i64::from(crash.signal));
-    record.i64("signal.code", i64::from(crash.code));
-    let (code_name, code_meaning) = code_meaning(crash.signal, crash.code);
-    record.str("signal.code_name", code_name);
-    record.str("signal.code_description", code_meaning);
-    if crash.has_address {
-        record.display(
-            "signal.fault_address",
-            format_args!("{:#x}", crash.address),
-            64,
-        );
-    }
-    record.bytes("thread.name", thread_name);
-    record.i64("thread.id", i64::from(crash.thread_id));
-    record.bool("stack_overflow", crash.stack_overflow);
-    record.bool("panic.in_progress", panic_incident.is_some());
-    if let Some(prepared) = prepared {
-        record.display(
-            "exception.stacktrace",
-            Frames {
-                crash,
-                modules: &prepared.modules,
-            },
-            usize::MAX,
-        );
-        record.display(
-            "process.modules",
-            UsedModules {
-                crash,
-                modules: &prepared.modules,
-            },
-            usize::MAX,
-        );
-    }
-    record::write_line(record.finish(), record::Wait::Bounded);
+    record::emit(
+        "fatal_signal",
+        Severity::Critical,
+        record::Wait::Bounded,
+        |record| {
+            record.display("message", &summary, 1024);
+            record.display("incident.id", incident, usize::MAX);
+            record.str("signal.name", signal_name(crash.signal));
+            record.i64("signal.number", i64::from(crash.signal));
+            record.i64("signal.code", i64::from(crash.code));
+            let (code_name, code_meaning) = code_meaning(crash.signal, crash.code);
+            record.str("signal.code_name", code_name);
+            record.str("signal.code_description", code_meaning);
+            if crash.has_address {
+                record.display(
+                    "signal.fault_address",
+                    format_args!("{:#x}", crash.address),
+                    64,
+                );
+            }
+            record.bytes("thread.name", thread_name);
+            record.i64("thread.id", i64::from(crash.thread_id));
+            record.bool("stack_overflow", crash.stack_overflow);
+            record.bool("panic.in_progress", panic_incident.is_some());
+            if let Some(prepared) = prepared {
+                record.display(
+                    "exception.stacktrace",
+                    Frames {
+                        crash,
+                        modules: &prepared.modules,
+                    },
+                    usize::MAX,
+                );
+                record.display(
+                    "process.modules",
+                    UsedModules {
+                        crash,
+                        modules: &prepared.modules,
+                    },
+                    usize::MAX,
+                );
+            }
+        },
+    );
 
     // Every way out ends with one exit record; this one says the signal will end the process,
     // unless an ordinary exit already wrote its own before something crashed on the way out.
@@ -529,21 +534,21 @@ fn write_fatal_record() {
 
 fn write_exit_record(crash: &Crash, incident: IncidentId) {
     let code = 128 + crash.signal;
-    let mut exit = Record::new("exit", Severity::Critical);
-    exit.display(
-        "message",
-        format_args!(
-            "exited with {code}: killed by {}",
-            signal_name(crash.signal)
-        ),
-        usize::MAX,
-    );
-    exit.i64("exit.code", i64::from(code));
-    exit.str("exit.reason", "fatal_signal");
-    exit.str("signal.name", signal_name(crash.signal));
-    exit.display("incident.id", incident, usize::MAX);
-    exit.millis("process.uptime_ms", crate::uptime());
-    record::write_line(exit.finish(), record::Wait::Bounded);
+    record::emit("exit", Severity::Critical, record::Wait::Bounded, |exit| {
+        exit.display(
+            "message",
+            format_args!(
+                "exited with {code}: killed by {}",
+                signal_name(crash.signal)
+            ),
+            usize::MAX,
+        );
+        exit.i64("exit.code", i64::from(code));
+        exit.str("exit.reason", "fatal_signal");
+        exit.str("signal.name", signal_name(crash.signal));
+        exit.display("incident.id", incident, usize::MAX);
+        exit.millis("process.uptime_ms", crate::uptime());
+    });
 }
 
 /// The thread's name as the kernel knows it (15 bytes at most); `main` for the main thread, as

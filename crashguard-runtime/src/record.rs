@@ -21,12 +21,17 @@
 //!
 //! # Records do not interleave
 //!
-//! A pipe write larger than 4096 bytes may be split and interleaved with other writers. Writers
-//! inside this process take a spin lock first: ordinary callers wait for it, a signal handler
-//! only tries it for a bounded time (the holder may be the very thread it interrupted). So the
-//! one exception is a fatal signal: when it interrupts a record being written on its own thread,
-//! or the writer holding the lock does not finish within the bound, the fatal record is written
-//! anyway (on a line of its own), and the interrupted record stays cut short.
+//! A pipe write of up to 4096 bytes (`PIPE_BUF`) is atomic, and so is any write to a regular
+//! file or a terminal on Linux: records that short, which is nearly all of them, go out with one
+//! `write(2)` each, side by side, without a lock. A longer write to a pipe may be split and
+//! interleaved with other writers, so a longer record takes a spin lock, and waits for the short
+//! records already being written. Ordinary callers wait as long as it takes; a signal handler
+//! only for a bounded time (the holder may be the very thread it interrupted). So the one
+//! exception is a fatal signal: when it interrupts a record being written on its own thread, or
+//! the writer it waits for does not finish within the bound, the fatal record is written anyway
+//! (on a line of its own), and the interrupted record stays cut short. A stream socket as stderr
+//! gives no such guarantee for a write it cannot take at once; pipes, files and terminals are
+//! what container runtimes and shells give a process.
 
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
@@ -84,6 +89,16 @@ impl Severity {
     }
 }
 
+/// Builds one record where it stays, on the caller's stack, and writes it to stderr: `fill` adds
+/// the fields after the ones every record has (`time`, `severity`, `event`, `process.pid`),
+/// `message` first.
+pub(crate) fn emit(event: &str, severity: Severity, wait: Wait, fill: impl FnOnce(&mut Record)) {
+    let mut record = Record::empty(RECORD_LIMIT.load(Ordering::Relaxed));
+    record.begin(event, severity);
+    fill(&mut record);
+    write_line(record.finish(), wait);
+}
+
 /// One record being built in a fixed buffer. Nothing here allocates.
 pub(crate) struct Record {
     /// `buf[..len]` is written; the rest is never read, so it is not zeroed either: clearing
@@ -97,28 +112,41 @@ pub(crate) struct Record {
 
 impl Record {
     /// Starts a record with the fields every record has: `time`, `severity`, `event`, and
-    /// `process.pid`. `message` should come next.
-    pub(crate) fn new(event: &str, severity: Severity) -> Record {
+    /// `process.pid`.
+    #[cfg(test)]
+    fn new(event: &str, severity: Severity) -> Record {
         Record::with_limit(event, severity, RECORD_LIMIT.load(Ordering::Relaxed))
     }
 
+    #[cfg(test)]
     fn with_limit(event: &str, severity: Severity, limit: usize) -> Record {
-        let mut record = Record {
+        let mut record = Record::empty(limit);
+        record.begin(event, severity);
+        record
+    }
+
+    /// A record with nothing in it. Returned as it is built, so that the caller's variable is
+    /// the buffer: filling it here and returning it would copy all 16 KiB, which cost more than
+    /// the rest of a short record.
+    fn empty(limit: usize) -> Record {
+        Record {
             buf: [const { MaybeUninit::uninit() }; MAX_RECORD_BYTES],
             len: 0,
             limit: limit.clamp(MIN_RECORD_BYTES, MAX_RECORD_BYTES),
             truncated: false,
-        };
-        record.push(b"{");
-        record.display(
+        }
+    }
+
+    fn begin(&mut self, event: &str, severity: Severity) {
+        self.push(b"{");
+        self.display(
             "time",
             humantime::format_rfc3339_micros(SystemTime::now()),
             usize::MAX,
         );
-        record.str("severity", severity.as_str());
-        record.str("event", event);
-        record.u64("process.pid", u64::from(process_id()));
-        record
+        self.str("severity", severity.as_str());
+        self.str("event", event);
+        self.u64("process.pid", u64::from(process_id()));
     }
 
     /// Adds a string field, escaped, cut to `max` bytes of escaped text if longer.
@@ -223,21 +251,18 @@ impl Record {
         self.push(value);
     }
 
+    #[inline(always)]
     fn key(&mut self, key: &str) {
+        // Keys are crashguard's own constants, none of which needs escaping.
+        debug_assert!(
+            key.bytes().all(|byte| !needs_escape(byte)),
+            "key {key:?} needs escaping"
+        );
         if self.len > 1 {
             self.push(b",");
         }
         self.push(b"\"");
-        // Keys are crashguard's own constants, but escape them all the same (straight through
-        // `write_str`: `write!` would cost a formatting pass per field).
-        let _ = EscapingWriter {
-            record: self,
-            end: usize::MAX,
-            cut_at: 0,
-            cut_room: usize::MAX,
-            cut: false,
-        }
-        .write_str(key);
+        self.push(key.as_bytes());
         self.push(b"\":");
     }
 
@@ -246,12 +271,35 @@ impl Record {
     }
 
     /// Appends bytes that were already measured; silently stops at the buffer's end.
+    // Always inlined: most pushes are a constant quote, comma or colon, which then become a
+    // single store instead of a call to `memcpy`.
+    #[inline(always)]
     fn push(&mut self, bytes: &[u8]) {
-        let end = (self.len + bytes.len()).min(self.buf.len());
-        for (slot, byte) in self.buf[self.len..end].iter_mut().zip(bytes) {
+        // Out of line, so that here the length stays the caller's constant and the copy a store.
+        if bytes.len() > self.buf.len() - self.len {
+            return self.push_cut(bytes);
+        }
+        // SAFETY: `bytes` is readable for its length, which fits in `buf` after `len`; `buf`
+        // cannot overlap `bytes`, being borrowed mutably here. `MaybeUninit<u8>` has the layout
+        // of `u8`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.buf.as_mut_ptr().add(self.len).cast::<u8>(),
+                bytes.len(),
+            );
+        }
+        self.len += bytes.len();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_cut(&mut self, bytes: &[u8]) {
+        let room = self.buf.len() - self.len;
+        for (slot, byte) in self.buf[self.len..].iter_mut().zip(&bytes[..room]) {
             slot.write(*byte);
         }
-        self.len = end;
+        self.len += room;
     }
 }
 
@@ -274,10 +322,7 @@ impl fmt::Write for EscapingWriter<'_> {
         while !text.is_empty() {
             // Printable ASCII other than `"` and `\` is its own JSON text: a run of it is copied
             // at once, which is most of a record, instead of a character at a time.
-            let plain = text
-                .bytes()
-                .position(|byte| !(0x20..0x7f).contains(&byte) || byte == b'"' || byte == b'\\')
-                .unwrap_or(text.len());
+            let plain = plain_prefix_len(text.as_bytes());
             if plain > 0 {
                 let room = self.end.saturating_sub(self.record.len);
                 // Every byte of an ASCII run is a character boundary, so it may be cut anywhere.
@@ -310,6 +355,44 @@ impl fmt::Write for EscapingWriter<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether a byte cannot stand for itself in a JSON string on one line: a quote, a backslash, a
+/// control character, or any byte of a non-ASCII character (which `escape_char` examines whole).
+#[inline(always)]
+fn needs_escape(byte: u8) -> bool {
+    !(0x20..0x7f).contains(&byte) || byte == b'"' || byte == b'\\'
+}
+
+/// How many bytes at the start of `bytes` need no escaping: eight at a time, since that is most
+/// of every record.
+fn plain_prefix_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// The high bit of each byte that is zero, exact for the lowest such byte (a borrow can only
+    /// mark bytes above it).
+    fn zero_bytes(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGH_BITS
+    }
+    let mut start = 0;
+    while let Some(chunk) = bytes.get(start..start + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS;
+        let high_or_delete = (word.wrapping_add(ONES) | word) & HIGH_BITS;
+        let quote = zero_bytes(word ^ (ONES * u64::from(b'"')));
+        let backslash = zero_bytes(word ^ (ONES * u64::from(b'\\')));
+        let special = control | high_or_delete | quote | backslash;
+        if special != 0 {
+            // Little-endian: the lowest marked byte is the first one that needs escaping.
+            return start + (special.trailing_zeros() / 8) as usize;
+        }
+        start += 8;
+    }
+    start
+        + bytes[start..]
+            .iter()
+            .position(|&byte| needs_escape(byte))
+            .unwrap_or(bytes.len() - start)
 }
 
 /// The JSON text for one character: itself, or an escape that keeps the line whole.
@@ -354,8 +437,22 @@ impl fmt::Display for LossyUtf8<'_> {
     }
 }
 
-/// Owner of the writer lock: the OS thread id holding it, 0 when free.
+/// The longest line that one `write(2)` puts on a pipe whole (`PIPE_BUF` on Linux). The kernel
+/// never interleaves such a write with another, so lines up to this length are written side by
+/// side without waiting for each other; longer ones take the writer lock.
+const ATOMIC_WRITE_BYTES: usize = 4096;
+
+/// The thread writing a long line, which must be alone on stderr; 0 when there is none.
 static WRITER: AtomicI32 = AtomicI32::new(0);
+
+/// How many short lines are being written right now; a long line waits for them.
+static SHORT_WRITERS: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// Whether this thread is counted in `SHORT_WRITERS`: a signal handler that interrupted it
+    /// must not wait for itself.
+    static WRITING_SHORT: Cell<bool> = const { Cell::new(false) };
+}
 
 /// How a writer waits for the lock.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -369,12 +466,51 @@ pub(crate) enum Wait {
 /// Writes a finished record to stderr whole. Errors (stderr closed, reader gone) are ignored:
 /// losing a log line must never change how the process ends.
 pub(crate) fn write_line(line: &[u8], wait: Wait) {
+    if line.len() <= ATOMIC_WRITE_BYTES && wait == Wait::Patiently {
+        write_short_line(line);
+    } else {
+        write_long_line(line, wait);
+    }
+}
+
+/// A line the kernel writes whole: only a long line being written holds it back.
+fn write_short_line(line: &[u8]) {
+    let mut backoff = Backoff::default();
+    loop {
+        // Announce, then look: a long writer announces itself, then looks at `SHORT_WRITERS`,
+        // so with both sequentially consistent, at least one of the two sees the other.
+        SHORT_WRITERS.fetch_add(1, Ordering::SeqCst);
+        let owner = WRITER.load(Ordering::SeqCst);
+        if owner == 0 {
+            break;
+        }
+        SHORT_WRITERS.fetch_sub(1, Ordering::SeqCst);
+        // Called from a handler that interrupted this thread's own long line: waiting would
+        // never end. Start on a fresh line.
+        if owner == current_thread_id() {
+            write_all_stderr(b"\n", Wait::Patiently);
+            write_all_stderr(line, Wait::Patiently);
+            return;
+        }
+        while WRITER.load(Ordering::Relaxed) != 0 {
+            backoff.wait(Wait::Patiently);
+        }
+    }
+    let _ = WRITING_SHORT.try_with(|writing| writing.set(true));
+    write_all_stderr(line, Wait::Patiently);
+    let _ = WRITING_SHORT.try_with(|writing| writing.set(false));
+    SHORT_WRITERS.fetch_sub(1, Ordering::Release);
+}
+
+/// A line that may be split, or one written from a signal handler: alone, or, after a bounded
+/// wait in a signal handler, on a line of its own.
+fn write_long_line(line: &[u8], wait: Wait) {
     let me = current_thread_id();
     let mut holding = false;
     let mut leading_newline = false;
-    let mut attempts: u32 = 0;
+    let mut backoff = Backoff::default();
     loop {
-        match WRITER.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+        match WRITER.compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed) {
             Ok(_) => {
                 holding = true;
                 break;
@@ -384,28 +520,53 @@ pub(crate) fn write_line(line: &[u8], wait: Wait) {
                 leading_newline = true;
                 break;
             }
-            Err(_) if wait == Wait::Bounded && attempts >= 2_000 => break,
-            Err(_) => {
-                attempts = attempts.saturating_add(1);
-                if attempts < 64 {
-                    std::hint::spin_loop();
-                } else if wait == Wait::Patiently {
-                    // The holder is in the middle of a write(2) that takes microseconds: let it
-                    // run rather than sleep 50 µs, which under a panic storm became the tail
-                    // latency of every request that panicked beside another.
-                    std::thread::yield_now();
-                } else {
-                    pause_briefly();
-                }
-            }
+            Err(_) if wait == Wait::Bounded && backoff.exhausted() => break,
+            Err(_) => backoff.wait(wait),
         }
     }
-    if leading_newline {
+    // The short lines already on their way finish first (this thread's own among them, if a
+    // signal interrupted it, never does).
+    let interrupted_own = WRITING_SHORT.try_with(Cell::get).unwrap_or(false);
+    let others = |count: u32| count.saturating_sub(u32::from(interrupted_own));
+    while others(SHORT_WRITERS.load(Ordering::SeqCst)) > 0 {
+        if wait == Wait::Bounded && backoff.exhausted() {
+            break;
+        }
+        backoff.wait(wait);
+    }
+    if leading_newline || interrupted_own {
         write_all_stderr(b"\n", wait);
     }
     write_all_stderr(line, wait);
     if holding {
         WRITER.store(0, Ordering::Release);
+    }
+}
+
+/// Waiting for another writer, whose write(2) takes microseconds.
+#[derive(Default)]
+struct Backoff {
+    attempts: u32,
+}
+
+impl Backoff {
+    /// A signal handler gives up after about 100 ms: the writer it waits for may be the code it
+    /// interrupted, or stuck on a full pipe.
+    fn exhausted(&self) -> bool {
+        self.attempts >= 2_000
+    }
+
+    fn wait(&mut self, wait: Wait) {
+        self.attempts = self.attempts.saturating_add(1);
+        if self.attempts < 64 {
+            std::hint::spin_loop();
+        } else if wait == Wait::Patiently {
+            // Let the writer run rather than sleep 50 µs, which under a panic storm became the
+            // tail latency of every request that panicked beside another.
+            std::thread::yield_now();
+        } else {
+            pause_briefly();
+        }
     }
 }
 
@@ -536,6 +697,32 @@ mod tests {
         match serde_json::from_str(text).expect("records are JSON") {
             Value::Object(map) => map,
             other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn the_plain_prefix_ends_at_the_first_byte_that_needs_escaping_wherever_it_is() {
+        for special in 0..=255u8 {
+            for at in 0..20 {
+                for len in at + 1..=at + 12 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    let expected = if needs_escape(special) { at } else { len };
+                    assert_eq!(
+                        plain_prefix_len(&bytes),
+                        expected,
+                        "byte {special:#04x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_plain_prefix_matches_a_byte_by_byte_scan(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let naive = bytes.iter().position(|&byte| needs_escape(byte)).unwrap_or(bytes.len());
+            prop_assert_eq!(plain_prefix_len(&bytes), naive);
         }
     }
 

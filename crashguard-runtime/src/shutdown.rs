@@ -46,7 +46,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::exit::{exit_process, ExitReason, EXIT_DEADLINE};
 use crate::guard::catch_future;
-use crate::record::{self, Record, Severity};
+use crate::record::{self, Severity};
 use crate::signal::signal_name;
 
 /// Resolves once shutdown starts: after the first SIGTERM or SIGINT (and the configured delay),
@@ -179,9 +179,14 @@ pub(crate) fn ensure_signals() {
 }
 
 fn report_setup_failure(problem: &str) {
-    let mut record = Record::new("config", Severity::Warning);
-    record.str("message", problem);
-    record::write_line(record.finish(), record::Wait::Patiently);
+    record::emit(
+        "config",
+        Severity::Warning,
+        record::Wait::Patiently,
+        |record| {
+            record.str("message", problem);
+        },
+    );
 }
 
 fn on_signal(signal: i32) {
@@ -191,27 +196,32 @@ fn on_signal(signal: i32) {
     }
     let grace_period = crate::settings().grace_period;
     let interactive = signal == libc::SIGINT;
-    let mut record = Record::new("shutdown", Severity::Notice);
-    record.display(
-        "message",
-        format_args!(
-            "{} received{}: shutting down within {} ms",
-            signal_name(signal),
-            if interactive {
-                " (interactive, not a production stop)"
-            } else {
-                ""
-            },
-            grace_period.as_millis()
-        ),
-        usize::MAX,
+    record::emit(
+        "shutdown",
+        Severity::Notice,
+        record::Wait::Patiently,
+        |record| {
+            record.display(
+                "message",
+                format_args!(
+                    "{} received{}: shutting down within {} ms",
+                    signal_name(signal),
+                    if interactive {
+                        " (interactive, not a production stop)"
+                    } else {
+                        ""
+                    },
+                    grace_period.as_millis()
+                ),
+                usize::MAX,
+            );
+            record.str("signal.name", signal_name(signal));
+            record.i64("signal.number", i64::from(signal));
+            record.bool("shutdown.interactive", interactive);
+            record.millis("shutdown.grace_period_ms", grace_period);
+            record.millis("shutdown.delay_ms", crate::settings().shutdown_delay);
+        },
     );
-    record.str("signal.name", signal_name(signal));
-    record.i64("signal.number", i64::from(signal));
-    record.bool("shutdown.interactive", interactive);
-    record.millis("shutdown.grace_period_ms", grace_period);
-    record.millis("shutdown.delay_ms", crate::settings().shutdown_delay);
-    record::write_line(record.finish(), record::Wait::Patiently);
     *lock(&state.signal_started) = Some((signal, Instant::now()));
     begin(Instant::now(), crate::settings().shutdown_delay);
 }
@@ -360,28 +370,33 @@ fn hook_record(name: &str, outcome: &str, took: Option<Duration>) {
     } else {
         Severity::Error
     };
-    let mut record = Record::new("shutdown_hook", severity);
-    match took {
-        Some(took) => record.display(
-            "message",
-            format_args!(
-                "shutdown hook {name:?} {outcome} after {} ms",
-                took.as_millis()
-            ),
-            2048,
-        ),
-        None => record.display(
-            "message",
-            format_args!("shutdown hook {name:?} {outcome}: the deadline passed"),
-            2048,
-        ),
-    }
-    record.str("hook.name", name);
-    record.str("hook.outcome", outcome);
-    if let Some(took) = took {
-        record.millis("hook.duration_ms", took);
-    }
-    record::write_line(record.finish(), record::Wait::Patiently);
+    record::emit(
+        "shutdown_hook",
+        severity,
+        record::Wait::Patiently,
+        |record| {
+            match took {
+                Some(took) => record.display(
+                    "message",
+                    format_args!(
+                        "shutdown hook {name:?} {outcome} after {} ms",
+                        took.as_millis()
+                    ),
+                    2048,
+                ),
+                None => record.display(
+                    "message",
+                    format_args!("shutdown hook {name:?} {outcome}: the deadline passed"),
+                    2048,
+                ),
+            }
+            record.str("hook.name", name);
+            record.str("hook.outcome", outcome);
+            if let Some(took) = took {
+                record.millis("hook.duration_ms", took);
+            }
+        },
+    );
 }
 
 #[cfg(test)]
