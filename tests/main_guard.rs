@@ -357,7 +357,7 @@ fn sixty_four_threads_panicking_at_once_leave_sixty_four_whole_records() {
             let message = str_field(record, "exception.message");
             let (head, tail) = message.split_at(9);
             let index: usize = head["thread ".len()..].parse().unwrap();
-            let length = if index % 2 == 0 { 3000 } else { 300 };
+            let length = if index.is_multiple_of(2) { 3000 } else { 300 };
             assert_eq!(tail, format!(" {}", "m".repeat(length)), "whole message");
             head.to_owned()
         })
