@@ -566,6 +566,8 @@ struct Row {
     ok: Tally,
     boom: Option<Tally>,
     check: String,
+    /// `/ok` requests per second in each round, in the order the rounds ran.
+    round_rates: Vec<f64>,
 }
 
 const OK_ALONE: [Load; 1] = [Load {
@@ -626,6 +628,10 @@ fn bench(options: &Options) {
                 }
             }
             for (server, mut tallies) in servers.iter().zip(runs) {
+                let round_rates = tallies
+                    .iter()
+                    .map(|tally| tally.per_second(options.measure))
+                    .collect();
                 tallies.sort_by_key(|tally| tally.measured);
                 let median = tallies.swap_remove(tallies.len() / 2);
                 let check = if median.status_200 == median.sent && median.no_answer == 0 {
@@ -640,6 +646,7 @@ fn bench(options: &Options) {
                     ok: median,
                     boom: None,
                     check,
+                    round_rates,
                 });
             }
         }
@@ -704,6 +711,7 @@ fn bench(options: &Options) {
                 } else {
                     format!("FAILED: {}", failures.join(" | "))
                 },
+                round_rates: Vec::new(),
             });
         }
     }
@@ -722,7 +730,7 @@ fn bench(options: &Options) {
     let _ = std::fs::remove_dir_all(&scratch);
 
     println!("{}", table(&mut rows, options));
-    println!("{}", summary(&mut rows, &installs, &shutdowns, options));
+    println!("{}", summary(&mut rows, &installs, &shutdowns));
 }
 
 /// What a storm's check found.
@@ -919,29 +927,36 @@ fn table(rows: &mut [Row], options: &Options) -> String {
     out
 }
 
-fn summary(
-    rows: &mut [Row],
-    installs: &[Duration],
-    shutdowns: &[Shutdown],
-    options: &Options,
-) -> String {
+fn summary(rows: &mut [Row], installs: &[Duration], shutdowns: &[Shutdown]) -> String {
     let mut out = String::new();
-    let rate = |rows: &[Row], server: Kind, load: &str| {
+    // Each round ran the servers one after the other, so a round's ratio compares like with like;
+    // the median of the rounds' ratios is steadier than a ratio of medians.
+    let rounds = |rows: &[Row], server: Kind, load: &str| {
         rows.iter()
             .find(|row| row.server == server && row.load == load)
-            .map_or(0.0, |row| row.ok.per_second(options.measure))
+            .map_or_else(Vec::new, |row| row.round_rates.clone())
     };
     for load in ["/ok ×4", "/ok ×20"] {
-        let unguarded = rate(rows, Kind::Unprotected, load);
-        if unguarded == 0.0 {
-            continue;
-        }
+        let unguarded = rounds(rows, Kind::Unprotected, load);
         for kind in [Kind::Crashguard, Kind::CrashguardLayer] {
+            let mut ratios: Vec<f64> = rounds(rows, kind, load)
+                .iter()
+                .zip(&unguarded)
+                .map(|(guarded, unguarded)| guarded / unguarded)
+                .collect();
+            if ratios.is_empty() {
+                continue;
+            }
+            ratios.sort_by(f64::total_cmp);
             let _ = writeln!(
                 out,
-                "{load}, no panics: {} / unprotected throughput = {:.3}",
+                "{load}, no panics: {} / unprotected throughput = {:.3} (median of {} rounds, \
+                 each the ratio of two runs in one round; {:.3} to {:.3})",
                 kind.name(),
-                rate(rows, kind, load) / unguarded
+                ratios[ratios.len() / 2],
+                ratios.len(),
+                ratios[0],
+                ratios[ratios.len() - 1],
             );
         }
     }

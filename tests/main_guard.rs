@@ -373,6 +373,21 @@ fn sixty_four_threads_panicking_at_once_leave_sixty_four_whole_records() {
 }
 
 #[test]
+fn a_forked_child_does_not_wait_for_a_record_its_parent_was_writing() {
+    let run = fixture("sync_main").arg("fork-while-writing").run();
+    assert_eq!(run.stdout.trim(), "child exited with 101");
+    let panic = &run.events("panic")[..];
+    assert_eq!(
+        panic.len(),
+        1,
+        "only the child's record reaches this stderr"
+    );
+    assert_eq!(panic[0]["exception.message"], "boom in the forked child");
+    assert_exit(run.exit_record(), 101, "panic");
+    assert_eq!(panic[0]["process.pid"], run.exit_record()["process.pid"]);
+}
+
+#[test]
 fn with_stderr_closed_the_exit_status_is_unchanged() {
     let path = support::fixture_path("sync_main");
     let mut child = Command::new("sh")

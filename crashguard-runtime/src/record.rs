@@ -673,14 +673,17 @@ fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
-/// A forked child has a new pid, and its one thread a new id: forget the cached ones there.
+/// A forked child has a new pid, and its one thread a new id: forget the cached ones there. Nor
+/// does it have the parent's other threads, so none of them is writing a record any more.
 pub(crate) fn forget_ids_after_fork() {
     extern "C" fn in_child() {
         PROCESS_ID.store(0, Ordering::Relaxed);
         let _ = THREAD_ID.try_with(|cached| cached.set(0));
+        WRITER.store(0, Ordering::Relaxed);
+        SHORT_WRITERS.store(0, Ordering::Relaxed);
     }
-    // SAFETY: registering a fork handler has no preconditions; `in_child` only stores to an
-    // atomic and a thread-local without a destructor.
+    // SAFETY: registering a fork handler has no preconditions; `in_child` only stores to
+    // atomics and a thread-local without a destructor.
     unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
 }
 
