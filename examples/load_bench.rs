@@ -256,6 +256,19 @@ impl Server {
         }
     }
 
+    /// CPU time the server has used so far, user and system, all its threads: fields 14 and 15
+    /// of `/proc/<pid>/stat`, in clock ticks of 1/100 s (`USER_HZ` on Linux).
+    fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("the server's /proc stat");
+        // The command name (field 2) may hold spaces; the fields after it do not.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |index: usize| -> u64 { fields[index].parse().expect("a tick count") };
+        // `fields[0]` is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
+        Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    }
+
     /// What the server wrote to stderr since the last call.
     fn new_stderr(&mut self) -> Vec<u8> {
         let mut file = File::open(&self.stderr_path).expect("the stderr file");
@@ -568,6 +581,9 @@ struct Row {
     check: String,
     /// `/ok` requests per second in each round, in the order the rounds ran.
     round_rates: Vec<f64>,
+    /// The server's CPU time (user and system, all threads) per request answered, in µs, in
+    /// each round: steadier than throughput on a machine shared with the load generator.
+    round_cpu: Vec<f64>,
 }
 
 const OK_ALONE: [Load; 1] = [Load {
@@ -589,6 +605,18 @@ const STORM: [Load; 2] = [
     },
 ];
 
+/// `cpu` spread over the requests of `tallies` (warm-up included, as is the CPU time).
+fn micros_per_request(cpu: Duration, tallies: &[Tally]) -> f64 {
+    let requests: u64 = tallies.iter().map(|tally| tally.sent).sum();
+    cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
+}
+
+/// The order in which `servers` take their turns in `round`: each round starts one further
+/// along, so that no server always runs first (or right after the same one).
+fn turns(servers: usize, round: usize) -> impl Iterator<Item = usize> {
+    (0..servers).map(move |turn| (round + turn) % servers)
+}
+
 fn bench(options: &Options) {
     // Servers' stderr goes to files in memory when the machine has a tmpfs: a pod's stderr is a
     // pipe that another process drains, not the pod's own disk, so the disk is not measured.
@@ -609,7 +637,8 @@ fn bench(options: &Options) {
     let mut rows = Vec::new();
     let runs = |part: &str| options.only.as_deref().is_none_or(|only| only == part);
 
-    // Healthy loads, the servers side by side, round after round so that drift hits all alike;
+    // Healthy loads, the servers side by side, round after round and in turns that rotate, so that
+    // drift and the order of turns hit all alike;
     // each server's median round is kept.
     if runs("healthy") {
         let mut servers: Vec<Server> = options
@@ -619,15 +648,19 @@ fn bench(options: &Options) {
         installs.extend(servers.iter().filter_map(|server| server.install));
         for (name, loads) in [("/ok ×4", &OK_ALONE[..]), ("/ok ×20", &OK_SATURATED[..])] {
             let mut runs: Vec<Vec<Tally>> = servers.iter().map(|_| Vec::new()).collect();
+            let mut cpu: Vec<Vec<f64>> = servers.iter().map(|_| Vec::new()).collect();
             for round in 0..options.rounds {
-                for (index, server) in servers.iter_mut().enumerate() {
+                for index in turns(servers.len(), round) {
+                    let server = &mut servers[index];
                     eprintln!("{name}, round {}: {}", round + 1, server.kind.name());
+                    let before = server.cpu_time();
                     let mut tallies = drive(server.addr, loads, options);
+                    cpu[index].push(micros_per_request(server.cpu_time() - before, &tallies));
                     server.new_stderr();
                     runs[index].push(tallies.remove(0));
                 }
             }
-            for (server, mut tallies) in servers.iter().zip(runs) {
+            for ((server, mut tallies), round_cpu) in servers.iter().zip(runs).zip(cpu) {
                 let round_rates = tallies
                     .iter()
                     .map(|tally| tally.per_second(options.measure))
@@ -647,6 +680,7 @@ fn bench(options: &Options) {
                     boom: None,
                     check,
                     round_rates,
+                    round_cpu,
                 });
             }
         }
@@ -662,15 +696,19 @@ fn bench(options: &Options) {
         installs.extend(servers.iter().filter_map(|server| server.install));
         let mut results: Vec<Vec<(Tally, Tally, Check)>> =
             servers.iter().map(|_| Vec::new()).collect();
+        let mut cpu: Vec<Vec<f64>> = servers.iter().map(|_| Vec::new()).collect();
         for round in 0..options.rounds {
-            for (index, server) in servers.iter_mut().enumerate() {
+            for index in turns(servers.len(), round) {
+                let server = &mut servers[index];
                 eprintln!(
                     "storm, RUST_BACKTRACE={}, round {}: {}",
                     u8::from(rust_backtrace),
                     round + 1,
                     server.kind.name()
                 );
+                let before = server.cpu_time();
                 let mut tallies = drive(server.addr, &STORM, options);
+                cpu[index].push(micros_per_request(server.cpu_time() - before, &tallies));
                 let mut boom = tallies.pop().unwrap();
                 let mut ok = tallies.pop().unwrap();
                 eprintln!(
@@ -684,7 +722,7 @@ fn bench(options: &Options) {
                 results[index].push((ok, boom, check));
             }
         }
-        for (server, mut results) in servers.iter().zip(results) {
+        for ((server, mut results), round_cpu) in servers.iter().zip(results).zip(cpu) {
             let failures: Vec<String> = results
                 .iter()
                 .filter(|(_, _, check)| !check.passed)
@@ -712,6 +750,7 @@ fn bench(options: &Options) {
                     format!("FAILED: {}", failures.join(" | "))
                 },
                 round_rates: Vec::new(),
+                round_cpu,
             });
         }
     }
@@ -897,8 +936,8 @@ fn millis(duration: Duration) -> String {
 
 fn table(rows: &mut [Row], options: &Options) -> String {
     let mut out = String::from(
-        "| server | RUST_BACKTRACE | load | /ok req/s | /ok p50 | /ok p99 | /boom answered/s | /boom p50 | /boom p99 | check |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|---|\n",
+        "| server | RUST_BACKTRACE | load | /ok req/s | /ok p50 | /ok p99 | /boom answered/s | /boom p50 | /boom p99 | server CPU per request | check |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for row in rows.iter_mut() {
         let (boom_rate, boom_p50, boom_p99) = match &mut row.boom {
@@ -911,7 +950,7 @@ fn table(rows: &mut [Row], options: &Options) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} µs | {} |",
             row.server.name(),
             if row.rust_backtrace { "1" } else { "unset" },
             row.load,
@@ -921,43 +960,58 @@ fn table(rows: &mut [Row], options: &Options) -> String {
             boom_rate,
             boom_p50,
             boom_p99,
+            median(&row.round_cpu),
             row.check,
         );
     }
     out
 }
 
+/// The middle of `values` (0 when empty).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
 fn summary(rows: &mut [Row], installs: &[Duration], shutdowns: &[Shutdown]) -> String {
     let mut out = String::new();
     // Each round ran the servers one after the other, so a round's ratio compares like with like;
     // the median of the rounds' ratios is steadier than a ratio of medians.
-    let rounds = |rows: &[Row], server: Kind, load: &str| {
+    let rounds = |server: Kind, load: &str, of: fn(&Row) -> &Vec<f64>| {
         rows.iter()
             .find(|row| row.server == server && row.load == load)
-            .map_or_else(Vec::new, |row| row.round_rates.clone())
+            .map_or_else(Vec::new, |row| of(row).clone())
     };
     for load in ["/ok ×4", "/ok ×20"] {
-        let unguarded = rounds(rows, Kind::Unprotected, load);
         for kind in [Kind::Crashguard, Kind::CrashguardLayer] {
-            let mut ratios: Vec<f64> = rounds(rows, kind, load)
-                .iter()
-                .zip(&unguarded)
-                .map(|(guarded, unguarded)| guarded / unguarded)
-                .collect();
-            if ratios.is_empty() {
-                continue;
+            for (what, of) in [
+                (
+                    "throughput",
+                    (|row| &row.round_rates) as fn(&Row) -> &Vec<f64>,
+                ),
+                ("server CPU per request", |row| &row.round_cpu),
+            ] {
+                let mut ratios: Vec<f64> = rounds(kind, load, of)
+                    .iter()
+                    .zip(&rounds(Kind::Unprotected, load, of))
+                    .map(|(guarded, unguarded)| guarded / unguarded)
+                    .collect();
+                if ratios.is_empty() {
+                    continue;
+                }
+                ratios.sort_by(f64::total_cmp);
+                let _ = writeln!(
+                    out,
+                    "{load}, no panics: {} / unprotected {what} = {:.3} (median of {} rounds, \
+                     each the ratio of two runs in one round; {:.3} to {:.3})",
+                    kind.name(),
+                    ratios[ratios.len() / 2],
+                    ratios.len(),
+                    ratios[0],
+                    ratios[ratios.len() - 1],
+                );
             }
-            ratios.sort_by(f64::total_cmp);
-            let _ = writeln!(
-                out,
-                "{load}, no panics: {} / unprotected throughput = {:.3} (median of {} rounds, \
-                 each the ratio of two runs in one round; {:.3} to {:.3})",
-                kind.name(),
-                ratios[ratios.len() / 2],
-                ratios.len(),
-                ratios[0],
-                ratios[ratios.len() - 1],
-            );
         }
     }
     let mut installs = installs.to_vec();

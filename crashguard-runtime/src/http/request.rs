@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
+use http::header::HeaderName;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use tower_http::catch_panic::{CatchPanic, CatchPanicLayer, ResponseForPanic};
 use tower_layer::Layer;
@@ -16,6 +17,10 @@ use tower_service::Service;
 
 use super::problem_response;
 use crate::panic::{forget_stale_panic, take_caught};
+
+/// The header a request id arrives in; a constant, so that finding it does not parse a name per
+/// request.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Puts crashguard around a whole tower service (an axum `Router`, a hyper service): a panic
 /// anywhere in serving a request is recorded with the request's method, path and
@@ -94,7 +99,7 @@ where
         let fields = RequestFields {
             method: request.method().clone(),
             uri: request.uri().clone(),
-            request_id: request.headers().get("x-request-id").cloned(),
+            request_id: request.headers().get(REQUEST_ID).cloned(),
         };
         let future = {
             let _scope = RequestScope::enter(&fields);
