@@ -584,6 +584,8 @@ struct Row {
     /// The server's CPU time (user and system, all threads) per request answered, in µs, in
     /// each round: steadier than throughput on a machine shared with the load generator.
     round_cpu: Vec<f64>,
+    /// In a storm, each round's `/boom` answers per second and `/ok` p99 in ms.
+    round_storm: Vec<(f64, f64)>,
 }
 
 const OK_ALONE: [Load; 1] = [Load {
@@ -681,6 +683,7 @@ fn bench(options: &Options) {
                     check,
                     round_rates,
                     round_cpu,
+                    round_storm: Vec::new(),
                 });
             }
         }
@@ -697,6 +700,7 @@ fn bench(options: &Options) {
         let mut results: Vec<Vec<(Tally, Tally, Check)>> =
             servers.iter().map(|_| Vec::new()).collect();
         let mut cpu: Vec<Vec<f64>> = servers.iter().map(|_| Vec::new()).collect();
+        let mut storm: Vec<Vec<(f64, f64)>> = servers.iter().map(|_| Vec::new()).collect();
         for round in 0..options.rounds {
             for index in turns(servers.len(), round) {
                 let server = &mut servers[index];
@@ -718,11 +722,17 @@ fn bench(options: &Options) {
                     boom.per_second(options.measure),
                     boom.percentile(0.99).as_secs_f64() * 1e3,
                 );
+                storm[index].push((
+                    boom.per_second(options.measure),
+                    ok.percentile(0.99).as_secs_f64() * 1e3,
+                ));
                 let check = check_storm(server.kind, &ok, &boom, &server.new_stderr());
                 results[index].push((ok, boom, check));
             }
         }
-        for ((server, mut results), round_cpu) in servers.iter().zip(results).zip(cpu) {
+        for (((server, mut results), round_cpu), round_storm) in
+            servers.iter().zip(results).zip(cpu).zip(storm)
+        {
             let failures: Vec<String> = results
                 .iter()
                 .filter(|(_, _, check)| !check.passed)
@@ -751,6 +761,7 @@ fn bench(options: &Options) {
                 },
                 round_rates: Vec::new(),
                 round_cpu,
+                round_storm,
             });
         }
     }
@@ -1012,6 +1023,63 @@ fn summary(rows: &mut [Row], installs: &[Duration], shutdowns: &[Shutdown]) -> S
                     ratios[ratios.len() - 1],
                 );
             }
+        }
+    }
+    // Storms, round by round: crashguard against tower-http in the same round.
+    for rust_backtrace in [false, true] {
+        let storm_rounds = |server: Kind| {
+            rows.iter()
+                .find(|row| {
+                    row.server == server
+                        && row.load == "storm"
+                        && row.rust_backtrace == rust_backtrace
+                })
+                .map_or_else(Vec::new, |row| row.round_storm.clone())
+        };
+        let peer = storm_rounds(Kind::TowerHttp);
+        for kind in [Kind::Crashguard, Kind::CrashguardLayer] {
+            let pairs: Vec<((f64, f64), (f64, f64))> = storm_rounds(kind)
+                .into_iter()
+                .zip(peer.iter().copied())
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let ratios: Vec<f64> = pairs
+                .iter()
+                .map(|((ours, _), (theirs, _))| ours / theirs)
+                .collect();
+            let p99_gaps: Vec<f64> = pairs
+                .iter()
+                .map(|((_, ours), (_, theirs))| ours - theirs)
+                .collect();
+            let ahead = pairs
+                .iter()
+                .filter(|((ours, _), (theirs, _))| ours >= theirs)
+                .count();
+            let no_worse = pairs
+                .iter()
+                .filter(|((_, ours), (_, theirs))| ours <= theirs)
+                .count();
+            let range = |values: &[f64]| {
+                let mut sorted = values.to_vec();
+                sorted.sort_by(f64::total_cmp);
+                (sorted[0], sorted[sorted.len() - 1])
+            };
+            let (low, high) = range(&ratios);
+            let (best, worst) = range(&p99_gaps);
+            let _ = writeln!(
+                out,
+                "storm, RUST_BACKTRACE={}: {} / tower-http, round by round: /boom answered {:.3} \
+                 (median; {low:.3} to {high:.3}; at least as many in {ahead} of {} rounds); \
+                 /ok p99 {:+.2} ms (median; {best:+.2} to {worst:+.2}; no worse in {no_worse} of {} rounds)",
+                if rust_backtrace { "1" } else { "unset" },
+                kind.name(),
+                median(&ratios),
+                pairs.len(),
+                median(&p99_gaps),
+                pairs.len(),
+            );
         }
     }
     let mut installs = installs.to_vec();
