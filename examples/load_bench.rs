@@ -26,16 +26,17 @@
 //! - `/ok ×4` and `/ok ×20`: 4 or 20 connections on `/ok`, nothing panicking;
 //! - `storm`: 16 connections on `/boom` while 4 measure `/ok`, with and without `RUST_BACKTRACE=1`.
 //!
-//! Every load runs in rounds, the servers taking turns so that drift on a shared machine hits them
-//! alike, and each server's median round is reported.
+//! Every load runs in rounds, the servers taking turns in an order that rotates from round to
+//! round, so that drift on a shared machine hits them alike; each server's median round is
+//! reported, with its CPU time per request, and the summary compares servers round by round.
 //!
 //! After each storm it checks what a user would: every `/boom` request was answered 500 and left
 //! a record in the server's stderr, and (crashguard) every 500's incident id names one of those
 //! records. Then it measures how long a crashguard server takes to exit on SIGTERM with slow
 //! requests in flight, and how long `install` took in each crashguard server.
 //!
-//! The servers' stderr goes to files (as a container runtime would take it) and is read after
-//! each load, so reading it takes no CPU from the measurement.
+//! The servers' stderr goes to files, in memory (`/dev/shm`) when the machine has it, and is read
+//! after each load, so reading it takes no CPU from the measurement.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
