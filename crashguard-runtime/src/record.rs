@@ -480,10 +480,14 @@ fn write_short_line(line: &[u8]) {
         // Announce, then look: a long writer announces itself, then looks at `SHORT_WRITERS`,
         // so with both sequentially consistent, at least one of the two sees the other.
         SHORT_WRITERS.fetch_add(1, Ordering::SeqCst);
+        // Right after counting, and cleared right before uncounting: a fatal-signal handler on
+        // this thread must know whether to leave this thread's count out of its wait.
+        let _ = WRITING_SHORT.try_with(|writing| writing.set(true));
         let owner = WRITER.load(Ordering::SeqCst);
         if owner == 0 {
             break;
         }
+        let _ = WRITING_SHORT.try_with(|writing| writing.set(false));
         SHORT_WRITERS.fetch_sub(1, Ordering::SeqCst);
         // Called from a handler that interrupted this thread's own long line: waiting would
         // never end. Start on a fresh line.
@@ -496,7 +500,6 @@ fn write_short_line(line: &[u8]) {
             backoff.wait(Wait::Patiently);
         }
     }
-    let _ = WRITING_SHORT.try_with(|writing| writing.set(true));
     write_all_stderr(line, Wait::Patiently);
     let _ = WRITING_SHORT.try_with(|writing| writing.set(false));
     SHORT_WRITERS.fetch_sub(1, Ordering::Release);
@@ -520,7 +523,11 @@ fn write_long_line(line: &[u8], wait: Wait) {
                 leading_newline = true;
                 break;
             }
-            Err(_) if wait == Wait::Bounded && backoff.exhausted() => break,
+            // The holder did not finish in time and may be mid-line: start on a fresh one.
+            Err(_) if wait == Wait::Bounded && backoff.exhausted() => {
+                leading_newline = true;
+                break;
+            }
             Err(_) => backoff.wait(wait),
         }
     }
@@ -534,7 +541,8 @@ fn write_long_line(line: &[u8], wait: Wait) {
         }
         backoff.wait(wait);
     }
-    if leading_newline || interrupted_own {
+    // An interrupted short line needs no newline: a pipe takes it whole or not at all.
+    if leading_newline {
         write_all_stderr(b"\n", wait);
     }
     write_all_stderr(line, wait);
