@@ -972,18 +972,21 @@ fn table(rows: &mut [Row], options: &Options) -> String {
             boom_rate,
             boom_p50,
             boom_p99,
-            median(&row.round_cpu),
+            spread(&row.round_cpu).1,
             row.check,
         );
     }
     out
 }
 
-/// The middle of `values` (0 when empty).
-fn median(values: &[f64]) -> f64 {
+/// The smallest, middle and largest of `values` (zeros when empty).
+fn spread(values: &[f64]) -> (f64, f64, f64) {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    match (sorted.first(), sorted.last()) {
+        (Some(&low), Some(&high)) => (low, sorted[sorted.len() / 2], high),
+        _ => (0.0, 0.0, 0.0),
+    }
 }
 
 fn summary(rows: &mut [Row], installs: &[Duration], shutdowns: &[Shutdown]) -> String {
@@ -1004,7 +1007,7 @@ fn summary(rows: &mut [Row], installs: &[Duration], shutdowns: &[Shutdown]) -> S
                 ),
                 ("server CPU per request", |row| &row.round_cpu),
             ] {
-                let mut ratios: Vec<f64> = rounds(kind, load, of)
+                let ratios: Vec<f64> = rounds(kind, load, of)
                     .iter()
                     .zip(&rounds(Kind::Unprotected, load, of))
                     .map(|(guarded, unguarded)| guarded / unguarded)
@@ -1012,16 +1015,13 @@ fn summary(rows: &mut [Row], installs: &[Duration], shutdowns: &[Shutdown]) -> S
                 if ratios.is_empty() {
                     continue;
                 }
-                ratios.sort_by(f64::total_cmp);
+                let (low, middle, high) = spread(&ratios);
                 let _ = writeln!(
                     out,
-                    "{load}, no panics: {} / unprotected {what} = {:.3} (median of {} rounds, \
-                     each the ratio of two runs in one round; {:.3} to {:.3})",
+                    "{load}, no panics: {} / unprotected {what} = {middle:.3} (median of {} \
+                     rounds, each the ratio of two runs in one round; {low:.3} to {high:.3})",
                     kind.name(),
-                    ratios[ratios.len() / 2],
                     ratios.len(),
-                    ratios[0],
-                    ratios[ratios.len() - 1],
                 );
             }
         }
@@ -1062,23 +1062,16 @@ fn summary(rows: &mut [Row], installs: &[Duration], shutdowns: &[Shutdown]) -> S
                 .iter()
                 .filter(|((_, ours), (_, theirs))| ours <= theirs)
                 .count();
-            let range = |values: &[f64]| {
-                let mut sorted = values.to_vec();
-                sorted.sort_by(f64::total_cmp);
-                (sorted[0], sorted[sorted.len() - 1])
-            };
-            let (low, high) = range(&ratios);
-            let (best, worst) = range(&p99_gaps);
+            let (low, ratio, high) = spread(&ratios);
+            let (best, gap, worst) = spread(&p99_gaps);
             let _ = writeln!(
                 out,
-                "storm, RUST_BACKTRACE={}: {} / tower-http, round by round: /boom answered {:.3} \
+                "storm, RUST_BACKTRACE={}: {} / tower-http, round by round: /boom answered {ratio:.3} \
                  (median; {low:.3} to {high:.3}; at least as many in {ahead} of {} rounds); \
-                 /ok p99 {:+.2} ms (median; {best:+.2} to {worst:+.2}; no worse in {no_worse} of {} rounds)",
+                 /ok p99 {gap:+.2} ms (median; {best:+.2} to {worst:+.2}; no worse in {no_worse} of {} rounds)",
                 if rust_backtrace { "1" } else { "unset" },
                 kind.name(),
-                median(&ratios),
                 pairs.len(),
-                median(&p99_gaps),
                 pairs.len(),
             );
         }
