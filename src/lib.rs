@@ -127,8 +127,7 @@ pub mod __private {
     pub use crashguard_runtime::{run_future_named, run_named, Config};
 
     /// Whether fatal-signal records can name functions yet (for tests).
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    pub use crashguard_runtime::fatal::symbols_ready;
+    pub use crashguard_runtime::symbols_ready;
 
     #[cfg(feature = "axum")]
     pub use crashguard_runtime::http::HttpAnswer;

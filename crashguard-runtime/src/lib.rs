@@ -9,7 +9,8 @@
 //! - [`exit`]: exit records, exit codes and the termination message,
 //! - [`config`]: [`Config`] and its environment overrides,
 //! - [`shutdown`]: SIGTERM and SIGINT, the shutdown signal, hooks and the deadline,
-//! - `fatal` (Linux with glibc): SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT and stack overflow,
+//! - `fatal` (Linux on x86_64 and aarch64, glibc or musl): SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+//!   SIGABRT and stack overflow,
 //! - [`guard`]: catching panics in functions and futures, and [`FromPanic`] for what they return,
 //! - `http` (feature `http`): the 500 that answers a panic, the tower layer (feature `tower`)
 //!   and axum glue (feature `axum`).
@@ -21,7 +22,7 @@ pub mod config;
 mod entry;
 pub mod exit;
 mod fallback;
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(fatal_signals)]
 pub mod fatal;
 pub mod guard;
 #[cfg(feature = "http")]
@@ -30,6 +31,8 @@ pub mod panic;
 pub mod record;
 pub mod shutdown;
 mod signal;
+#[cfg(fatal_signals)]
+mod unwind;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -83,8 +86,45 @@ pub fn install(config: Config) {
         }
     });
     shutdown::ensure_signals();
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fatal::install(settings().termination_log.as_deref());
+    install_fatal_handling();
+}
+
+/// Whether fatal-signal records can name the executable's functions yet: its symbol table is
+/// read on a background thread after install. Always false where fatal signals are not handled.
+#[doc(hidden)]
+pub fn symbols_ready() -> bool {
+    #[cfg(fatal_signals)]
+    return unwind::symbols::ready();
+    #[cfg(not(fatal_signals))]
+    return false;
+}
+
+/// Installs the fatal-signal handlers, or says once, in a `config` record, why there are none.
+fn install_fatal_handling() {
+    static REPORTED: std::sync::Once = std::sync::Once::new();
+    #[cfg(fatal_signals)]
+    let outcome = fatal::install(settings().termination_log.as_deref())
+        .map_err(|error| format!("fatal signals will leave no record: {error}"));
+    #[cfg(not(fatal_signals))]
+    let outcome: Result<(), String> = Err(format!(
+        "fatal signals will leave no record: crashguard handles them on Linux (x86_64, aarch64) \
+         only, not on {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    ));
+    if let Err(message) = outcome {
+        REPORTED.call_once(|| {
+            record::emit(
+                "config",
+                record::Severity::Warning,
+                record::Wait::Patiently,
+                |record| {
+                    record.str("message", &message);
+                    record.str("config.feature", "fatal_signals");
+                },
+            )
+        });
+    }
 }
 
 /// The settings in force: those installed, or the defaults with the environment applied.

@@ -573,7 +573,7 @@ impl Backoff {
             // tail latency of every request that panicked beside another.
             std::thread::yield_now();
         } else {
-            pause_briefly();
+            crate::signal::sleep(Duration::from_micros(50));
         }
     }
 }
@@ -628,17 +628,6 @@ fn writable_within(millis: i32) -> bool {
 
 fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-/// Sleeps 50 µs with nanosleep(2), which is async-signal-safe, unlike `thread::sleep`'s
-/// guarantees.
-fn pause_briefly() {
-    let pause = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 50_000,
-    };
-    // SAFETY: `pause` is a valid timespec; a null remainder pointer is allowed.
-    unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
 }
 
 /// The kernel's id for the calling thread, as `ps -L` and `/proc/<pid>/task` show it.

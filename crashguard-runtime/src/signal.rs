@@ -18,3 +18,14 @@ pub(crate) fn signal_name(signal: i32) -> &'static str {
         _ => "signal",
     }
 }
+
+/// Sleeps with nanosleep(2), which is async-signal-safe (std's `thread::sleep` promises nothing
+/// of the kind).
+pub(crate) fn sleep(duration: std::time::Duration) {
+    let pause = libc::timespec {
+        tv_sec: duration.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(duration.subsec_nanos() as i32),
+    };
+    // SAFETY: `pause` is a valid timespec; a null remainder pointer is allowed.
+    unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+}

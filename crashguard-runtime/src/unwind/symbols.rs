@@ -22,7 +22,7 @@ struct Function {
 static TABLE: OnceLock<SymbolTable> = OnceLock::new();
 
 /// Reads the symbol table of `executable` on a thread of its own, so install stays quick.
-pub(super) fn load_in_background(executable: PathBuf) {
+pub(crate) fn load_in_background(executable: PathBuf) {
     let _ = std::thread::Builder::new()
         .name("crashguard-symbols".into())
         .spawn(move || {
@@ -34,7 +34,7 @@ pub(super) fn load_in_background(executable: PathBuf) {
 
 /// The function containing `offset` in the executable, once the table is loaded. Takes no lock
 /// and allocates nothing: safe in a signal handler.
-pub(super) fn function_at(offset: u64) -> Option<&'static str> {
+pub(crate) fn function_at(offset: u64) -> Option<&'static str> {
     let table = TABLE.get()?;
     let index = table
         .functions
@@ -45,7 +45,7 @@ pub(super) fn function_at(offset: u64) -> Option<&'static str> {
 }
 
 /// Whether the symbol table has been read (it is read once, shortly after install).
-pub fn ready() -> bool {
+pub(crate) fn ready() -> bool {
     TABLE.get().is_some()
 }
 
