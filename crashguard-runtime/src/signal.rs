@@ -23,7 +23,8 @@ pub(crate) fn signal_name(signal: i32) -> &'static str {
 /// of the kind).
 pub(crate) fn sleep(duration: std::time::Duration) {
     let pause = libc::timespec {
-        tv_sec: duration.as_secs() as libc::time_t,
+        // `as _`: time_t, which the libc crate deprecates naming on musl.
+        tv_sec: duration.as_secs().min(i32::MAX as u64) as _,
         tv_nsec: libc::c_long::from(duration.subsec_nanos() as i32),
     };
     // SAFETY: `pause` is a valid timespec; a null remainder pointer is allowed.

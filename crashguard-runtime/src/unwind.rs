@@ -43,8 +43,11 @@ pub(crate) enum WalkEnd {
     UnreadableStack(u64),
     /// No caller could be found for the last frame.
     Stuck(&'static str),
-    /// The thread's stack mapping could not be found, so nothing on it was read.
-    NoStackBounds,
+    /// No readable mapping holds the stack pointer, so nothing on the stack was read.
+    StackNotMapped(u64),
+    /// `/proc/self/maps` could not be read, so the stack's bounds are unknown and nothing on it
+    /// was read.
+    MapsUnreadable,
     /// [`prepare`] has not run: nothing is known of the loaded modules.
     NotPrepared,
     /// Another walk held the unwinder for longer than a walk may wait.
@@ -61,9 +64,12 @@ impl fmt::Display for WalkEnd {
                 "the stack could not be read at {address:#x}, outside the thread's stack mapping"
             ),
             WalkEnd::Stuck(why) => write!(f, "no caller found: {why}"),
-            WalkEnd::NoStackBounds => {
-                f.write_str("the stack's mapping could not be read from /proc/self/maps")
+            WalkEnd::StackNotMapped(sp) => {
+                write!(f, "no readable mapping holds the stack pointer {sp:#x}")
             }
+            WalkEnd::MapsUnreadable => f.write_str(
+                "/proc/self/maps could not be read, so the stack was not: its bounds are unknown",
+            ),
             WalkEnd::NotPrepared => f.write_str("the module list was not prepared"),
             WalkEnd::Busy => f.write_str("another stack walk held the unwinder"),
         }
@@ -189,9 +195,16 @@ pub(crate) fn walk(registers: &Registers, trace: &mut Trace) {
         trace.end = WalkEnd::NotPrepared;
         return;
     };
-    let Some(stack) = memory::StackMapping::around(registers.sp) else {
-        trace.end = WalkEnd::NoStackBounds;
-        return;
+    let stack = match memory::StackMapping::around(registers.sp) {
+        Ok(stack) => stack,
+        Err(memory::NoStack::NotMapped) => {
+            trace.end = WalkEnd::StackNotMapped(registers.sp);
+            return;
+        }
+        Err(memory::NoStack::MapsUnreadable) => {
+            trace.end = WalkEnd::MapsUnreadable;
+            return;
+        }
     };
     let walked = prepared.cache.with(|cache| {
         let mut read = |address: u64| stack.read(address);
@@ -217,11 +230,15 @@ pub(crate) fn walk(registers: &Registers, trace: &mut Trace) {
                     return WalkEnd::UnreadableStack(address)
                 }
                 Err(framehop::Error::ReturnAddressIsNull) => return WalkEnd::Outermost,
-                Err(framehop::Error::FramepointerUnwindingMovedBackwards) => {
-                    return WalkEnd::Stuck("the frame pointer moved backwards")
-                }
-                Err(framehop::Error::DidNotAdvance) => {
-                    return WalkEnd::Stuck("neither the stack pointer nor the address moved")
+                // Where a frame has no unwind information (musl's entry points, hand-written
+                // assembly), the walk follows frame pointers, which such code does not keep.
+                Err(
+                    framehop::Error::FramepointerUnwindingMovedBackwards
+                    | framehop::Error::DidNotAdvance,
+                ) => {
+                    return WalkEnd::Stuck(
+                        "the last frame has no unwind information and no frame-pointer chain",
+                    )
                 }
                 Err(framehop::Error::IntegerOverflow) => {
                     return WalkEnd::Stuck("an address overflowed")

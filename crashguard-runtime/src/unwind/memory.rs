@@ -19,16 +19,19 @@ pub(super) struct StackMapping {
 impl StackMapping {
     /// The readable mapping that holds the stack pointer `sp`, or, when `sp` has run into the
     /// guard page below a stack, the mapping just above it.
-    pub(super) fn around(sp: u64) -> Option<StackMapping> {
-        let mut choice = None;
-        for_each_mapping(|mapping| match mapping.choose_for(sp) {
+    pub(super) fn around(sp: u64) -> Result<StackMapping, NoStack> {
+        let mut choice = Err(NoStack::NotMapped);
+        let listed = for_each_mapping(|mapping| match mapping.choose_for(sp) {
             Choice::Skip => true,
             Choice::Found(range) => {
-                choice = Some(StackMapping { range });
+                choice = Ok(StackMapping { range });
                 false
             }
             Choice::Stop => false,
         });
+        if !listed {
+            return Err(NoStack::MapsUnreadable);
+        }
         choice
     }
 
@@ -43,6 +46,15 @@ impl StackMapping {
         // be walked. The value may be garbage, which a walk treats as a number.
         Ok(unsafe { std::ptr::read_unaligned(address as *const u64) })
     }
+}
+
+/// Why a stack has no mapping to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NoStack {
+    /// No readable mapping holds the stack pointer.
+    NotMapped,
+    /// `/proc/self/maps` could not be opened (no `/proc` in this container).
+    MapsUnreadable,
 }
 
 /// One line of `/proc/self/maps`, as far as a walk needs it.
@@ -75,8 +87,9 @@ impl Mapping {
     }
 }
 
-/// Calls `visit` with each mapping, in address order, until it returns false. Allocates nothing.
-fn for_each_mapping(mut visit: impl FnMut(Mapping) -> bool) {
+/// Calls `visit` with each mapping, in address order, until it returns false; false if the
+/// mappings cannot be read. Allocates nothing.
+fn for_each_mapping(mut visit: impl FnMut(Mapping) -> bool) -> bool {
     // SAFETY: a NUL-terminated path; open(2) is async-signal-safe.
     let fd = unsafe {
         libc::open(
@@ -85,7 +98,7 @@ fn for_each_mapping(mut visit: impl FnMut(Mapping) -> bool) {
         )
     };
     if fd < 0 {
-        return;
+        return false;
     }
     let mut parser = MapsParser::default();
     let mut buffer = [0u8; 2048];
@@ -109,6 +122,7 @@ fn for_each_mapping(mut visit: impl FnMut(Mapping) -> bool) {
     }
     // SAFETY: closing the descriptor opened above.
     unsafe { libc::close(fd) };
+    true
 }
 
 /// Reads `start-end perms …\n` lines a byte at a time, so that no line length can overflow it.
@@ -240,6 +254,7 @@ mod tests {
         let local = std::hint::black_box(0x5eed_u64);
         let address = std::ptr::addr_of!(local) as u64;
         let stack = StackMapping::around(address).expect("this thread's stack is mapped");
+        assert_eq!(StackMapping::around(0x100), Err(NoStack::NotMapped));
         assert_eq!(stack.read(address), Ok(0x5eed));
         assert_eq!(stack.read(stack.range.end - 4), Err(()));
         assert_eq!(stack.read(u64::MAX - 3), Err(()));

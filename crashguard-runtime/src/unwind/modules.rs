@@ -122,8 +122,8 @@ unsafe extern "C" fn collect_module(
         // SAFETY: dlpi_name is a NUL-terminated string (empty for the executable).
         unsafe { CStr::from_ptr(info.dlpi_name) }
     };
-    // The executable has no name here; a static executable is the only object there is.
-    let is_executable = name.is_empty();
+    // glibc names the executable "", musl's static dl_iterate_phdr "/proc/self/exe".
+    let is_executable = name.is_empty() || name == c"/proc/self/exe";
     let path = if is_executable {
         std::env::current_exe()
             .map(|path| path.display().to_string())
