@@ -488,6 +488,8 @@ fn emit_tracing_event(report: &PanicReport, trace: &Trace<'_>) {
 
 /// Makes [`IncidentId::next`] safe to call from a signal handler: the process tag is computed
 /// now, so later calls only read it and bump an atomic.
+// Used by fatal-signal records, which some platforms do without.
+#[cfg_attr(not(fatal_signals), allow(dead_code))]
 pub(crate) fn prepare_for_signal_handlers() {
     process_tag();
 }
@@ -501,6 +503,8 @@ thread_local! {
 /// The incident id of the panic this thread is in the middle of, if any: the one a
 /// `panic = "abort"` or a panic during unwinding is about to abort with. Reads only a
 /// const-initialised thread-local without a destructor, so a signal handler may call it.
+// Used by fatal-signal records, which some platforms do without.
+#[cfg_attr(not(fatal_signals), allow(dead_code))]
 pub(crate) fn incident_in_progress() -> Option<IncidentId> {
     if !std::thread::panicking() {
         return None;

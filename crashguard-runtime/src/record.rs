@@ -160,6 +160,8 @@ impl Record {
     }
 
     /// Adds a field from raw bytes; invalid UTF-8 becomes U+FFFD.
+    // Used by fatal-signal records, which some platforms do without.
+    #[cfg_attr(not(fatal_signals), allow(dead_code))]
     pub(crate) fn bytes(&mut self, key: &str, value: &[u8]) {
         self.display(key, LossyUtf8(value), usize::MAX);
     }
@@ -423,6 +425,8 @@ fn escape_char(ch: char, scratch: &mut [u8; 8]) -> &[u8] {
 }
 
 /// Displays bytes as text, invalid sequences as U+FFFD, without allocating.
+// Used by fatal-signal records, which some platforms do without.
+#[cfg_attr(not(fatal_signals), allow(dead_code))]
 pub(crate) struct LossyUtf8<'a>(pub(crate) &'a [u8]);
 
 impl fmt::Display for LossyUtf8<'_> {
@@ -665,9 +669,20 @@ pub(crate) fn current_thread_id() -> i32 {
         .unwrap_or_else(|_| gettid())
 }
 
+#[cfg(target_os = "linux")]
 fn gettid() -> i32 {
     // SAFETY: gettid(2) has no preconditions and is async-signal-safe.
     unsafe { libc::gettid() }
+}
+
+/// macOS's system-wide thread id (what Activity Monitor and `sample` show), which fits an i32
+/// for any thread a process lives to see.
+#[cfg(target_vendor = "apple")]
+fn gettid() -> i32 {
+    let mut id: u64 = 0;
+    // SAFETY: a null thread means the calling thread; `id` is a valid place for the result.
+    unsafe { libc::pthread_threadid_np(0, &mut id) };
+    id as i32
 }
 
 /// A forked child has a new pid, and its one thread a new id: forget the cached ones there. Nor

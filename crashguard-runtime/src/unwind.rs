@@ -16,11 +16,12 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use framehop::{CacheNative, MustNotAllocateDuringUnwind, Unwinder, UnwinderNative};
+use framehop::{CacheNative, FrameAddress, MustNotAllocateDuringUnwind, Unwinder, UnwinderNative};
 
 mod memory;
 mod modules;
 mod registers;
+mod scan;
 pub(crate) mod symbols;
 
 pub(crate) use modules::Module;
@@ -180,6 +181,15 @@ pub(crate) fn prepare() {
     });
 }
 
+impl Prepared {
+    fn has_unwind_info(&self, address: u64) -> bool {
+        self.modules
+            .iter()
+            .find(|module| module.contains(address as usize))
+            .is_some_and(|module| module.has_unwind_info(address))
+    }
+}
+
 /// The modules [`prepare`] found; empty before it ran.
 pub(crate) fn modules() -> &'static [Module] {
     PREPARED.get().map_or(&[], |prepared| &prepared.modules)
@@ -208,38 +218,45 @@ pub(crate) fn walk(registers: &Registers, trace: &mut Trace) {
     };
     let walked = prepared.cache.with(|cache| {
         let mut read = |address: u64| stack.read(address);
-        let unwind_registers = registers.for_unwinder(prepared.unwinder.max_known_code_address());
-        let mut frames =
-            prepared
-                .unwinder
-                .iter_frames(registers.pc, unwind_registers, cache, &mut read);
-        // The first frame is the program counter, already in the trace.
-        let _ = frames.next();
+        let max_code_address = prepared.unwinder.max_known_code_address();
+        let mut unwind_registers = registers.for_unwinder(max_code_address);
+        let mut frame = FrameAddress::InstructionPointer(registers.pc);
         loop {
-            match frames.next() {
-                // The outermost frame's caller is 0 (or, past `_start`, whatever the kernel left
-                // there): no code lives in the first page.
-                Ok(Some(frame)) if frame.address() < NULL_PAGE => return WalkEnd::Outermost,
-                Ok(Some(frame)) => {
-                    if !trace.push(frame.address()) {
+            let caller =
+                if prepared.has_unwind_info(frame.address_for_lookup()) {
+                    prepared
+                        .unwinder
+                        .unwind_frame(frame, &mut unwind_registers, cache, &mut read)
+                } else {
+                    let callee = frame.address_for_lookup();
+                    match scan::caller(&stack, &mut unwind_registers, callee, &prepared.modules) {
+                        Some(caller) => Ok(Some(caller)),
+                        None => return WalkEnd::Stuck(
+                            "the last frame has no unwind information, and no return address was \
+                         found on the stack above it",
+                        ),
+                    }
+                };
+            match caller {
+                // The outermost frame's caller is 0 (or, past `_start`, whatever the kernel
+                // left there): no code lives in the first page.
+                Ok(None) => return WalkEnd::Outermost,
+                Ok(Some(caller)) if caller < NULL_PAGE => return WalkEnd::Outermost,
+                Ok(Some(caller)) => {
+                    if !trace.push(caller) {
                         return WalkEnd::FrameLimit;
                     }
+                    frame = FrameAddress::from_return_address(caller)
+                        .expect("a return address above the first page is not null");
                 }
-                Ok(None) => return WalkEnd::Outermost,
                 Err(framehop::Error::CouldNotReadStack(address)) => {
                     return WalkEnd::UnreadableStack(address)
                 }
                 Err(framehop::Error::ReturnAddressIsNull) => return WalkEnd::Outermost,
-                // Where a frame has no unwind information (musl's entry points, hand-written
-                // assembly), the walk follows frame pointers, which such code does not keep.
                 Err(
                     framehop::Error::FramepointerUnwindingMovedBackwards
                     | framehop::Error::DidNotAdvance,
-                ) => {
-                    return WalkEnd::Stuck(
-                        "the last frame has no unwind information and no frame-pointer chain",
-                    )
-                }
+                ) => return WalkEnd::Stuck("the stack pointer did not move up"),
                 Err(framehop::Error::IntegerOverflow) => {
                     return WalkEnd::Stuck("an address overflowed")
                 }

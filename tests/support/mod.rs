@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+pub mod targets;
+
 pub type Record = Map<String, Value>;
 
 /// A fixture's executable, built by `cargo test` with the other examples.

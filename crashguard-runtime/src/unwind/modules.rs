@@ -18,8 +18,12 @@ pub(crate) struct Module {
     pub(crate) build_id: Vec<u8>,
     /// The program itself, whose symbol table crashguard reads for function names.
     pub(crate) is_executable: bool,
+    /// Its readable loaded segments.
+    readable: Vec<Range<usize>>,
     unwind_tables: Option<UnwindTables>,
 }
+
+type Section = gimli::EndianSlice<'static, gimli::NativeEndian>;
 
 /// `.eh_frame_hdr` and `.eh_frame` as they are mapped, with their ELF virtual addresses.
 struct UnwindTables {
@@ -28,6 +32,10 @@ struct UnwindTables {
     eh_frame: &'static [u8],
     eh_frame_vaddr: u64,
     text_vaddr: Option<Range<u64>>,
+    /// The header's search table, to tell which addresses the tables cover.
+    search: gimli::ParsedEhFrameHdr<Section>,
+    /// Where the sections are mapped, for the pointers inside them.
+    bases: gimli::BaseAddresses,
 }
 
 impl Module {
@@ -38,6 +46,51 @@ impl Module {
 
     pub(crate) fn contains(&self, address: usize) -> bool {
         (self.start..self.end).contains(&address)
+    }
+
+    /// Whether the unwind tables describe the function at `address`. Allocates nothing.
+    pub(super) fn has_unwind_info(&self, address: u64) -> bool {
+        let Some(tables) = &self.unwind_tables else {
+            return false;
+        };
+        let Some(table) = tables.search.table() else {
+            return false;
+        };
+        let eh_frame = gimli::EhFrame::from(Section::new(tables.eh_frame, gimli::NativeEndian));
+        table
+            .fde_for_address(
+                &eh_frame,
+                &tables.bases,
+                address,
+                gimli::UnwindSection::cie_from_offset,
+            )
+            .is_ok()
+    }
+
+    /// The 8 bytes at `address`, if they lie in one of the module's readable segments.
+    pub(super) fn read_word(&self, address: u64) -> Option<u64> {
+        let start = usize::try_from(address).ok()?;
+        let end = start.checked_add(8)?;
+        self.readable
+            .iter()
+            .any(|segment| segment.start <= start && end <= segment.end)
+            // SAFETY: the word lies inside a readable segment, mapped while the module is
+            // loaded.
+            .then(|| unsafe { std::ptr::read_unaligned(start as *const u64) })
+    }
+
+    /// The code `length` bytes before `address`, if they lie in the module's executable
+    /// segment.
+    pub(super) fn code_before(&self, address: u64, length: usize) -> Option<&'static [u8]> {
+        let text = self.unwind_tables.as_ref()?.text_vaddr.as_ref()?;
+        let base = self.base as u64;
+        let start = address.checked_sub(length as u64)?;
+        if start < base + text.start || address > base + text.end {
+            return None;
+        }
+        // SAFETY: the range lies inside the module's executable segment, which is mapped
+        // readable while the module is loaded.
+        Some(unsafe { std::slice::from_raw_parts(start as *const u8, length) })
     }
 
     /// The module as framehop's unwinder takes it, if it has unwind tables.
@@ -100,11 +153,15 @@ unsafe extern "C" fn collect_module(
     let mut start = usize::MAX;
     let mut end = 0;
     let mut build_id = Vec::new();
+    let mut readable = Vec::new();
     for header in headers {
         let segment = base + header.p_vaddr as usize;
         if header.p_type == libc::PT_LOAD {
             start = start.min(segment);
             end = end.max(segment + header.p_memsz as usize);
+            if header.p_flags & libc::PF_R != 0 {
+                readable.push(segment..segment + header.p_memsz as usize);
+            }
         } else if header.p_type == libc::PT_NOTE && build_id.is_empty() {
             // SAFETY: a PT_NOTE segment of a loaded object is mapped and p_memsz long.
             let notes = unsafe {
@@ -138,6 +195,7 @@ unsafe extern "C" fn collect_module(
         path,
         build_id,
         is_executable,
+        readable,
         unwind_tables: unwind_tables(base, headers),
     });
     0
@@ -171,12 +229,17 @@ fn unwind_tables(base: usize, headers: &[libc::Elf64_Phdr]) -> Option<UnwindTabl
         .iter()
         .find(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0)
         .map(|h| h.p_vaddr..h.p_vaddr + h.p_memsz);
+    let text_address = text_vaddr
+        .as_ref()
+        .map_or(0, |text| base as u64 + text.start);
     Some(UnwindTables {
         eh_frame_hdr,
         eh_frame_hdr_vaddr: header.p_vaddr,
         eh_frame,
         eh_frame_vaddr,
         text_vaddr,
+        search: parsed,
+        bases: bases.set_eh_frame(eh_frame_address).set_text(text_address),
     })
 }
 
@@ -221,5 +284,7 @@ mod tests {
         let tables = module.unwind_tables.as_ref().expect("unwind tables");
         assert_eq!(tables.eh_frame_hdr[0], 1, ".eh_frame_hdr version 1");
         assert!(tables.eh_frame.len() > 1000);
+        assert!(module.has_unwind_info(here as u64));
+        assert!(!module.has_unwind_info(module.end as u64 + 4096));
     }
 }

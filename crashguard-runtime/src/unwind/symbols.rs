@@ -44,6 +44,18 @@ pub(crate) fn function_at(offset: u64) -> Option<&'static str> {
     (offset < function.end).then(|| &table.names[function.name_start..function.name_end])
 }
 
+/// Where the function containing `offset` starts, once the table is loaded. As
+/// [`function_at`], safe in a signal handler.
+pub(crate) fn function_start(offset: u64) -> Option<u64> {
+    let table = TABLE.get()?;
+    let index = table
+        .functions
+        .partition_point(|function| function.start <= offset)
+        .checked_sub(1)?;
+    let function = &table.functions[index];
+    (offset < function.end).then_some(function.start)
+}
+
 /// Whether the symbol table has been read (it is read once, shortly after install).
 pub(crate) fn ready() -> bool {
     TABLE.get().is_some()
