@@ -141,8 +141,8 @@ fn on_path(tool: &str) -> bool {
 /// Builds `bin` of `krate` for `target` once per test process, in a target directory of its
 /// own (the one `cargo test` holds is locked while the tests run).
 fn build(target: Target, krate: FixtureCrate, bin: &str) -> PathBuf {
-    static BUILT: Mutex<Option<HashMap<(Target, FixtureCrate, String), PathBuf>>> =
-        Mutex::new(None);
+    type Built = HashMap<(Target, FixtureCrate, String), PathBuf>;
+    static BUILT: Mutex<Option<Built>> = Mutex::new(None);
     let mut built = BUILT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
