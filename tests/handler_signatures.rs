@@ -1,11 +1,50 @@
 //! A guarded function keeps its signature: direct calls, receivers, generics, lifetimes, pattern
 //! arguments and sync handlers behave as without the attribute, and a panic becomes the answer.
+//! Denying warnings here pins that the expansion makes none (`cargo clippy` in CI adds clippy's).
+
+#![deny(warnings)]
 
 use std::fmt::Debug;
 
 use axum::extract::Path;
 use axum::http::{Response, StatusCode};
 use crashguard::{crash_guarded, PanicReport};
+
+// One line each, as written: rustc's `unused_braces` looks at braces on one line only.
+#[rustfmt::skip]
+#[crash_guarded(http)]
+async fn one_expression() -> impl axum::response::IntoResponse { "x" }
+
+#[rustfmt::skip]
+#[crash_guarded(http)]
+fn one_expression_sync() -> StatusCode { StatusCode::NO_CONTENT }
+
+#[rustfmt::skip]
+#[crash_guarded(fallback = no_length)]
+fn one_expression_with_fallback(text: &str) -> usize { text.len() }
+
+fn no_length(_: &PanicReport) -> usize {
+    0
+}
+
+#[crash_guarded(http)]
+async fn returns_early(flag: bool) -> Result<&'static str, StatusCode> {
+    if flag {
+        return Ok("early");
+    }
+    Err(StatusCode::NOT_FOUND)
+}
+
+#[tokio::test]
+async fn one_expression_bodies_expand_without_a_warning_and_still_answer() {
+    use axum::response::IntoResponse;
+    let answer = one_expression().await.into_response();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(one_expression_sync(), StatusCode::NO_CONTENT);
+    assert_eq!(one_expression_with_fallback("four"), 4);
+    assert_eq!(returns_early(true).await, Ok("early"));
+    assert_eq!(returns_early(false).await, Err(StatusCode::NOT_FOUND));
+}
 
 #[crash_guarded(http)]
 fn render_sync(name: &str) -> Response<String> {

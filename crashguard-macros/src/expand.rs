@@ -153,10 +153,13 @@ fn guarded_body(function: &ItemFn) -> GuardedBody {
         },
         None => TokenStream::new(),
     };
+    // The body's statements, not its block: `{ { "x" } }` would make rustc warn
+    // (`unused_braces`) in the user's crate about braces the user never wrote.
+    let statements = &block.stmts;
     let body = if function.sig.asyncness.is_some() {
-        quote_spanned!(span=> async move { #return_hint #block })
+        quote_spanned!(span=> async move { #return_hint #(#statements)* })
     } else {
-        quote_spanned!(span=> move || { #return_hint #block })
+        quote_spanned!(span=> move || { #return_hint #(#statements)* })
     };
     GuardedBody {
         name: quote!(::core::concat!(
