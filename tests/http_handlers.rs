@@ -73,9 +73,9 @@ async fn a_panicking_handler_answers_500_with_the_incident_id_of_its_record() {
     let record = server.panic_record(&incident);
     assert_eq!(
         record["code.function.name"],
-        "fixture_http_service::panic_with_secret"
+        "http_service::panic_with_secret"
     );
-    assert_eq!(record["code.file.path"], "tests/fixtures/http_service.rs");
+    assert_eq!(record["code.file.path"], "fixtures/src/bin/http_service.rs");
     assert_request_fields(&record, "/panic");
     let panics = server
         .records()
@@ -199,7 +199,7 @@ async fn a_custom_fallback_answers_its_own_way_with_the_same_incident() {
         .expect("the fallback's body");
     let record = server.panic_record(incident);
     assert_eq!(record["exception.message"], "the kettle boiled over");
-    assert_eq!(record["code.function.name"], "fixture_http_service::teapot");
+    assert_eq!(record["code.function.name"], "http_service::teapot");
 }
 
 #[tokio::test]

@@ -76,8 +76,8 @@ fn a_panic_in_sync_main_is_one_record_then_exit_101() {
     let panic = &run.records[0];
     assert_panic_record(
         panic,
-        Some("fixture_sync_main::main"),
-        "tests/fixtures/sync_main.rs",
+        Some("sync_main::main"),
+        "fixtures/src/bin/sync_main.rs",
         12,
         "boom in sync main",
     );
@@ -89,7 +89,7 @@ fn a_panic_in_sync_main_is_one_record_then_exit_101() {
     assert_eq!(
         run.termination_message().unwrap(),
         format!(
-            "panic in fixture_sync_main::main at tests/fixtures/sync_main.rs:12:20: \
+            "panic in sync_main::main at fixtures/src/bin/sync_main.rs:12:20: \
              boom in sync main [incident {incident}]"
         )
     );
@@ -101,14 +101,11 @@ fn the_backtrace_is_folded_into_the_line_and_starts_at_the_users_frame() {
     let trace = str_field(&run.records[0], "exception.stacktrace");
     let frames: Vec<&str> = trace.split('\n').collect();
     assert!(
-        frames[0].starts_with("0: fixture_sync_main::main::{{closure}} at ")
-            && frames[0].ends_with("tests/fixtures/sync_main.rs:12:20"),
+        frames[0].starts_with("0: sync_main::main::{{closure}} at ")
+            && frames[0].ends_with("fixtures/src/bin/sync_main.rs:12:20"),
         "{trace}"
     );
-    assert!(
-        frames[1].starts_with("1: fixture_sync_main::main at "),
-        "{trace}"
-    );
+    assert!(frames[1].starts_with("1: sync_main::main at "), "{trace}");
     assert!(
         !trace.contains("panicking"),
         "panic machinery is dropped: {trace}"
@@ -146,8 +143,8 @@ fn a_panic_in_async_main_above_tokio_main_exits_101() {
     assert_eq!(run.event_names(), ["panic", "exit"]);
     assert_panic_record(
         &run.records[0],
-        Some("fixture_async_crashguard_first::main"),
-        "tests/fixtures/async_crashguard_first.rs",
+        Some("async_crashguard_first::main"),
+        "fixtures/src/bin/async_crashguard_first.rs",
         10,
         "boom in async main",
     );
@@ -165,8 +162,8 @@ fn a_panic_in_async_main_below_tokio_main_exits_101() {
     assert_eq!(run.event_names(), ["panic", "exit"]);
     assert_panic_record(
         &run.records[0],
-        Some("fixture_async_tokio_first::main"),
-        "tests/fixtures/async_tokio_first.rs",
+        Some("async_tokio_first::main"),
+        "fixtures/src/bin/async_tokio_first.rs",
         10,
         "boom in async main",
     );
@@ -273,7 +270,7 @@ fn a_panic_in_a_spawned_thread_is_recorded_while_main_goes_on() {
     assert_panic_record(
         panic,
         None,
-        "tests/fixtures/sync_main.rs",
+        "fixtures/src/bin/sync_main.rs",
         19,
         "boom in a worker",
     );
@@ -324,7 +321,7 @@ fn a_huge_message_is_cut_to_keep_the_record_under_16_kib() {
         "{}",
         termination.len()
     );
-    assert!(termination.starts_with("panic in fixture_sync_main::main at "));
+    assert!(termination.starts_with("panic in sync_main::main at "));
 }
 
 #[test]
@@ -333,10 +330,7 @@ fn the_termination_message_replaces_what_was_there() {
     std::fs::write(&fixture.termination_log, "stale ".repeat(2000)).unwrap();
     let run = fixture.run();
     let message = run.termination_message().unwrap();
-    assert!(
-        message.starts_with("panic in fixture_sync_main::main"),
-        "{message}"
-    );
+    assert!(message.starts_with("panic in sync_main::main"), "{message}");
     assert!(!message.contains("stale"));
 }
 
@@ -447,7 +441,7 @@ fn with_a_tracing_subscriber_the_panic_goes_through_it_inside_the_span() {
     assert_eq!(fields["exception.message"], "boom inside a span");
     assert_eq!(
         fields["message"],
-        "panic in fixture_with_tracing::main at tests/fixtures/with_tracing.rs:13:5: boom inside a span"
+        "panic in with_tracing::main at fixtures/src/bin/with_tracing.rs:13:5: boom inside a span"
     );
     assert_eq!(event["span"]["request_id"], "req-42");
     assert_eq!(event["span"]["user"], 7);

@@ -22,7 +22,7 @@ fn site(record: &Record) -> String {
 fn assert_traced(record: &Record) {
     let trace = str_field(record, "exception.stacktrace");
     assert!(
-        trace.starts_with("0: ") && trace.contains("tests/fixtures/panic_storm.rs"),
+        trace.starts_with("0: ") && trace.contains("fixtures/src/bin/panic_storm.rs"),
         "{record:#?}"
     );
     assert_eq!(record.get("exception.stacktrace_ref"), None, "{record:#?}");

@@ -1,4 +1,4 @@
-//! Runs fixture programs (the `fixture_*` examples built from `tests/fixtures/`) as real child
+//! Runs fixture programs (the `fixtures` crate's, built by [`targets`]) as real child
 //! processes and reads what they leave: exit status, stdout, and stderr parsed as JSON lines.
 
 #![allow(dead_code)]
@@ -15,20 +15,23 @@ pub mod targets;
 
 pub type Record = Map<String, Value>;
 
-/// A fixture's executable, built by `cargo test` with the other examples.
+/// A fixture's executable: a program of the `fixtures` crate built for this machine, or, as
+/// `../name`, an example of this package (which `cargo test` builds).
 pub fn fixture_path(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().expect("test binary path");
-    let path = deps
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>")
-        .join("examples")
-        .join(match name.strip_prefix("../") {
-            Some(example) => example.to_owned(),
-            None => format!("fixture_{name}"),
-        });
-    assert!(path.exists(), "{} is not built", path.display());
-    path
+    match name.strip_prefix("../") {
+        Some(example) => {
+            let deps = std::env::current_exe().expect("test binary path");
+            let path = deps
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>")
+                .join("examples")
+                .join(example);
+            assert!(path.exists(), "{} is not built", path.display());
+            path
+        }
+        None => targets::built(targets::Target::Host, targets::FixtureCrate::Fixtures, name),
+    }
 }
 
 /// A fixture command with a private termination log and no inherited backtrace settings.

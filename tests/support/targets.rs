@@ -62,7 +62,7 @@ impl Target {
             say(&format!("skipped on {self:?}: {message} (see .ci/run)"));
             return None;
         }
-        let path = build(self, krate, bin);
+        let path = built(self, krate, bin);
         let mut launcher: Vec<&str> = outer.to_vec();
         if self == Target::Aarch64 {
             launcher.extend(["qemu-aarch64", "-L", AARCH64_SYSROOT]);
@@ -138,18 +138,29 @@ fn on_path(tool: &str) -> bool {
     })
 }
 
-/// Builds `bin` of `krate` for `target` once per test process, in a target directory of its
-/// own (the one `cargo test` holds is locked while the tests run).
-fn build(target: Target, krate: FixtureCrate, bin: &str) -> PathBuf {
-    type Built = HashMap<(Target, FixtureCrate, String), PathBuf>;
+/// `bin` of `krate` built for `target`: built once per test process, all of the crate's programs
+/// at once, in a target directory of its own (the one `cargo test` holds is locked while the
+/// tests run).
+pub fn built(target: Target, krate: FixtureCrate, bin: &str) -> PathBuf {
+    type Built = HashMap<(Target, FixtureCrate), PathBuf>;
     static BUILT: Mutex<Option<Built>> = Mutex::new(None);
     let mut built = BUILT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let key = (target, krate, bin.to_owned());
-    if let Some(path) = built.get_or_insert_with(HashMap::new).get(&key) {
-        return path.clone();
-    }
+    let key = (target, krate);
+    let directory = match built.get_or_insert_with(HashMap::new).get(&key) {
+        Some(directory) => directory.clone(),
+        None => {
+            let directory = build(target, krate);
+            built.as_mut().unwrap().insert(key, directory.clone());
+            directory
+        }
+    };
+    directory.join(bin)
+}
+
+/// Builds every program of `krate` for `target`; returns the directory they are in.
+fn build(target: Target, krate: FixtureCrate) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(match krate {
         FixtureCrate::Fixtures => "fixtures",
@@ -157,7 +168,7 @@ fn build(target: Target, krate: FixtureCrate, bin: &str) -> PathBuf {
     });
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
-    command.args(["build", "--quiet", "--bin", bin]);
+    command.args(["build", "--quiet", "--bins"]);
     match krate {
         FixtureCrate::Fixtures => command.args(["--package", "crashguard-fixtures"]),
         FixtureCrate::PanicAbort => command
@@ -172,11 +183,6 @@ fn build(target: Target, krate: FixtureCrate, bin: &str) -> PathBuf {
         .env("CARGO_TARGET_DIR", &target_dir)
         .status()
         .expect("run cargo");
-    assert!(status.success(), "building {bin} for {target:?} failed");
-    let path = target_dir
-        .join(target.triple().unwrap_or(""))
-        .join("debug")
-        .join(bin);
-    built.as_mut().unwrap().insert(key, path.clone());
-    path
+    assert!(status.success(), "building {krate:?} for {target:?} failed");
+    target_dir.join(target.triple().unwrap_or("")).join("debug")
 }
