@@ -117,10 +117,10 @@ fn record_writer(criterion: &mut Criterion) {
         .collect();
     let mut group = criterion.benchmark_group("record writer");
     group.bench_function("panic record, trace referred to", |b| {
-        b.iter(|| crashguard_runtime::panic::write_record_again(black_box(&report), None))
+        b.iter(|| crashguard::__private::write_record_again(black_box(&report), None))
     });
     group.bench_function("panic record, 20-frame trace", |b| {
-        b.iter(|| crashguard_runtime::panic::write_record_again(black_box(&report), Some(&trace)))
+        b.iter(|| crashguard::__private::write_record_again(black_box(&report), Some(&trace)))
     });
     group.finish();
 }

@@ -25,34 +25,28 @@
 //!
 //! SIGTERM and SIGINT start a graceful shutdown: [`shutdown_signal`] resolves, hooks registered
 //! with [`on_shutdown`] run after `main` returns, and a deadline (the grace period) makes sure the
-//! process says why it ended before the kubelet's SIGKILL; see [`shutdown`].
+//! process says why it ended before the kubelet's SIGKILL.
 //!
 //! Everything the attribute does is also available without it: [`install`] and [`run`].
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
-pub use crashguard_runtime::config::{DEFAULT_GRACE_PERIOD, DEFAULT_TERMINATION_LOG};
-pub use crashguard_runtime::exit::{
-    EXIT_DEADLINE, EXIT_ERROR, EXIT_PANIC, TERMINATION_MESSAGE_MAX_BYTES,
-};
-pub use crashguard_runtime::record::{MAX_RECORD_BYTES, TRUNCATION_MARKER};
-pub use crashguard_runtime::shutdown::{
-    is_shutting_down, on_shutdown, on_shutdown_async, shutdown_signal, shutdown_token,
-    ShutdownSignal,
-};
 pub use crashguard_runtime::{
-    install, run, Config, FromPanic, IncidentId, MainExit, MainOutput, PanicLocation, PanicReport,
+    catch, catch_future, install, is_shutting_down, on_shutdown, on_shutdown_async, run,
+    shutdown_signal, shutdown_token, CatchPanic, Config, FromPanic, IncidentId, MainExit,
+    MainOutput, PanicLocation, PanicReport, ShutdownSignal, DEFAULT_BACKTRACE_LOCATIONS,
+    DEFAULT_BACKTRACE_WINDOW, DEFAULT_GRACE_PERIOD, DEFAULT_TERMINATION_LOG, EXIT_DEADLINE,
+    EXIT_ERROR, EXIT_PANIC, MAX_RECORD_BYTES, MIN_RECORD_BYTES, NON_STRING_PAYLOAD,
+    TERMINATION_MESSAGE_MAX_BYTES, TRUNCATION_MARKER,
 };
+#[cfg(feature = "tokio")]
+pub use crashguard_runtime::{run_async, Flavor};
 
 /// Answering HTTP after a panic (feature `http`): the problem+json 500, the tower layer
 /// (feature `tower`) and axum glue (feature `axum`).
 #[cfg(feature = "http")]
 pub use crashguard_runtime::http;
-
-/// Graceful shutdown on SIGTERM and SIGINT, with a deadline, hooks and readiness.
-pub use crashguard_runtime::shutdown;
-#[cfg(feature = "tokio")]
-pub use crashguard_runtime::{run_async, Flavor};
 
 /// Guards `fn main` (sync or async) or a function that must answer even when it panics.
 ///
@@ -121,13 +115,14 @@ pub use crashguard_macros::crash_guarded;
 /// Used by the code `#[crash_guarded]` generates. Not public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crashguard_runtime::guard::{catch, catch_future};
     #[cfg(feature = "tokio")]
-    pub use crashguard_runtime::{run_async_named, Flavor};
-    pub use crashguard_runtime::{run_future_named, run_named, Config};
-
-    /// Whether fatal-signal records can name functions yet (for tests).
-    pub use crashguard_runtime::symbols_ready;
+    pub use crashguard_runtime::__private::run_async_named;
+    pub use crashguard_runtime::__private::{run_future_named, run_named};
+    #[cfg(feature = "test-hooks")]
+    pub use crashguard_runtime::__private::{symbols_ready, write_record_again};
+    #[cfg(feature = "tokio")]
+    pub use crashguard_runtime::Flavor;
+    pub use crashguard_runtime::{catch, catch_future, Config};
 
     #[cfg(feature = "axum")]
     pub use crashguard_runtime::http::HttpAnswer;

@@ -2,6 +2,8 @@
 //! crate, which documents it and re-exports it; the code it generates calls only
 //! `crashguard::__private`.
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod expand;
 

@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::panic::IncidentId;
+use crate::state::IncidentId;
 
 /// Frames through which a panic starts: the user's code called the last of these.
 const PANIC_ENTRY: &[&str] = &[

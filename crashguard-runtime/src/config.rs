@@ -9,12 +9,18 @@
 //! | `CRASHGUARD_BACKTRACE` | `0`, `false` or `off` leaves backtraces out of panic records | on |
 //!
 //! An environment value that cannot be read is reported in a `config` record at install and the
-//! code's value is used instead.
+//! code's value is used instead. This module only reads: it returns what it could not read, and
+//! install writes the records.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::record::{Severity, MAX_RECORD_BYTES, MIN_RECORD_BYTES};
+/// The largest record crashguard writes, newline included: 16 KiB, the line length above which
+/// containerd and CRI-O split a log line.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024;
+
+/// The smallest limit [`Config::max_record_bytes`] accepts.
+pub const MIN_RECORD_BYTES: usize = 1024;
 
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -35,11 +41,11 @@ pub const DEFAULT_BACKTRACE_LOCATIONS: usize = 256;
 /// ```
 /// use std::time::Duration;
 ///
-/// let config = crashguard_runtime::Config::new()
+/// let config = crashguard::Config::new()
 ///     .grace_period(Duration::from_secs(25))
 ///     .backtrace(false)
 ///     .termination_log("/tmp/termination-log");
-/// assert_eq!(config.get_grace_period(), Duration::from_secs(25));
+/// crashguard::install(config);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -155,13 +161,8 @@ impl Config {
         self
     }
 
-    /// The grace period set in code (the environment is read at install).
-    pub fn get_grace_period(&self) -> Duration {
-        self.grace_period
-    }
-
-    /// Applies the environment over the code's values, reporting values it cannot read.
-    pub(crate) fn resolve(&self) -> Settings {
+    /// Applies the environment over the code's values; says which values it could not read.
+    pub(crate) fn resolve(&self) -> (Settings, Vec<EnvProblem>) {
         let mut settings = Settings {
             grace_period: self.grace_period,
             shutdown_delay: self.shutdown_delay,
@@ -176,31 +177,75 @@ impl Config {
             max_record_bytes: self.max_record_bytes,
             keep_previous_panic_hook: self.keep_previous_panic_hook,
         };
-        if let Some(value) = env("CRASHGUARD_GRACE_PERIOD") {
+        let mut problems = Vec::new();
+        let mut env = |name: &'static str| match std::env::var(name) {
+            Ok(value) => Some(value),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(raw)) => {
+                problems.push(EnvProblem::new(
+                    name,
+                    &raw.to_string_lossy(),
+                    "not valid UTF-8",
+                ));
+                None
+            }
+        };
+        let grace_period = env("CRASHGUARD_GRACE_PERIOD");
+        let shutdown_delay = env("CRASHGUARD_SHUTDOWN_DELAY");
+        let backtrace = env("CRASHGUARD_BACKTRACE");
+        if let Some(value) = grace_period {
             match humantime::parse_duration(value.trim()) {
                 Ok(grace_period) => settings.grace_period = grace_period,
-                Err(error) => report_bad_env("CRASHGUARD_GRACE_PERIOD", &value, &error.to_string()),
+                Err(error) => problems.push(EnvProblem::new(
+                    "CRASHGUARD_GRACE_PERIOD",
+                    &value,
+                    &error.to_string(),
+                )),
             }
         }
-        if let Some(value) = env("CRASHGUARD_SHUTDOWN_DELAY") {
+        if let Some(value) = shutdown_delay {
             match humantime::parse_duration(value.trim()) {
                 Ok(delay) => settings.shutdown_delay = delay,
-                Err(error) => {
-                    report_bad_env("CRASHGUARD_SHUTDOWN_DELAY", &value, &error.to_string())
-                }
+                Err(error) => problems.push(EnvProblem::new(
+                    "CRASHGUARD_SHUTDOWN_DELAY",
+                    &value,
+                    &error.to_string(),
+                )),
             }
         }
         if let Some(value) = std::env::var_os("CRASHGUARD_TERMINATION_LOG") {
             settings.termination_log = (!value.is_empty()).then(|| PathBuf::from(value));
         }
-        if let Some(value) = env("CRASHGUARD_BACKTRACE") {
+        if let Some(value) = backtrace {
             match value.trim().to_ascii_lowercase().as_str() {
                 "0" | "false" | "off" | "no" => settings.backtrace = false,
                 "1" | "true" | "on" | "yes" | "full" => settings.backtrace = true,
-                _ => report_bad_env("CRASHGUARD_BACKTRACE", &value, "expected 1 or 0"),
+                _ => problems.push(EnvProblem::new(
+                    "CRASHGUARD_BACKTRACE",
+                    &value,
+                    "expected 1 or 0",
+                )),
             }
         }
-        settings
+        (settings, problems)
+    }
+}
+
+/// An environment value that could not be read, and was ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EnvProblem {
+    pub(crate) variable: &'static str,
+    pub(crate) value: String,
+    pub(crate) problem: String,
+}
+
+impl EnvProblem {
+    fn new(variable: &'static str, value: &str, problem: &str) -> EnvProblem {
+        EnvProblem {
+            variable,
+            value: value.to_owned(),
+            problem: problem.to_owned(),
+        }
     }
 }
 
@@ -215,34 +260,6 @@ pub(crate) struct Settings {
     pub(crate) termination_log: Option<PathBuf>,
     pub(crate) max_record_bytes: usize,
     pub(crate) keep_previous_panic_hook: bool,
-}
-
-fn env(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(value) => Some(value),
-        Err(std::env::VarError::NotPresent) => None,
-        Err(std::env::VarError::NotUnicode(raw)) => {
-            report_bad_env(name, &raw.to_string_lossy(), "not valid UTF-8");
-            None
-        }
-    }
-}
-
-fn report_bad_env(name: &str, value: &str, problem: &str) {
-    crate::record::emit(
-        "config",
-        Severity::Warning,
-        crate::record::Wait::Patiently,
-        |record| {
-            record.display(
-                "message",
-                format_args!("ignored {name}={value:?}: {problem}; using the value set in code"),
-                2048,
-            );
-            record.str("config.variable", name);
-            record.str_max("config.value", value, 1024);
-        },
-    );
 }
 
 /// `/dev/termination-log` if this container has one we may write; checked without truncating it.

@@ -3,10 +3,93 @@
 use std::convert::Infallible;
 use std::future::Future;
 
+use crate::config::{Config, EnvProblem};
 use crate::exit::{exit_process, exit_returned, ExitReason, MainOutput, EXIT_PANIC};
 use crate::guard::{catch, catch_future};
 use crate::panic::PanicReport;
-use crate::{install, Config};
+use crate::record::{self, keys, Severity};
+
+/// Installs crashguard for this process: the environment is read, the panic hook replaces the
+/// previous one, SIGTERM and SIGINT start a graceful shutdown, and fatal signals leave a record
+/// before the process dies by them (on Linux; elsewhere a `config` record says they will not).
+/// This is what `#[crash_guarded]` on `main` does first, for programs that do not use the
+/// attribute.
+///
+/// Installing is idempotent: the first call's [`Config`] stays in force and later calls do
+/// nothing.
+///
+/// # Example
+///
+/// ```
+/// crashguard::install(crashguard::Config::new().backtrace(false));
+/// let caught = std::panic::catch_unwind(|| panic!("boom"));
+/// assert!(caught.is_err()); // and stderr got one JSON record for it
+/// ```
+pub fn install(config: Config) {
+    if let Some(problems) = crate::state::install(&config) {
+        let settings = crate::state::settings();
+        record::set_record_limit(settings.max_record_bytes);
+        record::forget_writers_after_fork();
+        crate::panic::install_hook(settings.backtrace, settings.keep_previous_panic_hook);
+        for problem in &problems {
+            report_env_problem(problem);
+        }
+    }
+    crate::shutdown::ensure_signals();
+    install_fatal_handling();
+}
+
+fn report_env_problem(problem: &EnvProblem) {
+    let EnvProblem {
+        variable,
+        value,
+        problem,
+    } = problem;
+    record::emit(
+        "config",
+        Severity::Warning,
+        record::Wait::Patiently,
+        |record| {
+            record.display(
+                keys::MESSAGE,
+                format_args!(
+                    "ignored {variable}={value:?}: {problem}; using the value set in code"
+                ),
+                2048,
+            );
+            record.str(keys::CONFIG_VARIABLE, variable);
+            record.str_max(keys::CONFIG_VALUE, value, 1024);
+        },
+    );
+}
+
+/// Installs the fatal-signal handlers, or says once, in a `config` record, why there are none.
+fn install_fatal_handling() {
+    static REPORTED: std::sync::Once = std::sync::Once::new();
+    #[cfg(fatal_signals)]
+    let outcome = crate::fatal::install()
+        .map_err(|error| format!("fatal signals will leave no record: {error}"));
+    #[cfg(not(fatal_signals))]
+    let outcome: Result<(), String> = Err(format!(
+        "fatal signals will leave no record: crashguard handles them on Linux (x86_64, aarch64) \
+         only, not on {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    ));
+    if let Err(message) = outcome {
+        REPORTED.call_once(|| {
+            record::emit(
+                "config",
+                Severity::Warning,
+                record::Wait::Patiently,
+                |record| {
+                    record.str(keys::MESSAGE, &message);
+                    record.str(keys::CONFIG_FEATURE, "fatal_signals");
+                },
+            )
+        });
+    }
+}
 
 /// Runs `body` as a guarded `main`: installs crashguard with `config`, runs the body, and ends
 /// the process with exactly one `exit` record: code 0 (or the returned [`ExitCode`]) when it
@@ -19,7 +102,7 @@ use crate::{install, Config};
 ///
 /// ```no_run
 /// // In `fn main`:
-/// crashguard_runtime::run(crashguard_runtime::Config::new(), || -> Result<(), String> {
+/// crashguard::run(crashguard::Config::new(), || -> Result<(), String> {
 ///     let port: u16 = "8080".parse().map_err(|e| format!("bad port: {e}"))?;
 ///     println!("listening on {port}");
 ///     Ok(())
@@ -74,7 +157,7 @@ pub enum Flavor {
 /// # Example
 ///
 /// ```no_run
-/// use crashguard_runtime::{run_async, Config, Flavor};
+/// use crashguard::{run_async, Config, Flavor};
 ///
 /// // In `fn main`:
 /// run_async(Config::new(), Flavor::CurrentThread, async {
@@ -129,7 +212,7 @@ pub fn run_async_named<T: MainOutput>(
 fn finish<T: MainOutput>(result: Result<T, PanicReport>) -> ! {
     // Formatting the error (its Debug) and dropping main's value are user code too.
     match result.and_then(|output| catch("main", || output.into_exit())) {
-        Ok(exit) => exit_returned(exit),
+        Ok(exit) => exit_returned(exit, crate::shutdown::stopping_signal()),
         Err(report) => exit_process(EXIT_PANIC, ExitReason::Panic(&report)),
     }
 }

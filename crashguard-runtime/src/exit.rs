@@ -8,23 +8,23 @@
 //! | main returned after SIGTERM/SIGINT started a shutdown | `shutdown` | 0, or main's code |
 //! | the shutdown deadline passed first | `deadline` | 124 |
 //! | a second SIGTERM/SIGINT during shutdown | `signal` | 128 + the signal's number |
+//! | a fatal signal | `fatal_signal` | 128 + the signal's number, by dying of it |
 //!
-//! When the code is not 0 a short summary also goes to the termination log (see
-//! [`Config::termination_log`](crate::Config::termination_log)), which `kubectl describe pod`
-//! shows as the container's last state message. It is overwritten, never appended to: the last
-//! death is the one to show. The kubelet keeps at most 4096 bytes of it, so crashguard writes no
-//! more than that.
+//! Every way out writes exactly one exit record ([`claim_exit_record`] decides who), through one
+//! writer that allocates nothing, so that a fatal-signal handler uses it too. When the code is
+//! not 0 a short summary also goes to the termination log (see [`termination`]).
 
-use std::fmt::Debug;
-use std::io::Write as _;
-use std::path::Path;
+use std::fmt::{self, Debug};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::os::signal_name;
 use crate::panic::PanicReport;
-use crate::record::{self, Severity};
-use crate::signal::signal_name;
+use crate::record::{self, keys, Severity};
+use crate::state::IncidentId;
+
+pub(crate) mod termination;
 
 /// The most the kubelet keeps of a termination message.
 pub const TERMINATION_MESSAGE_MAX_BYTES: usize = 4096;
@@ -38,22 +38,40 @@ pub const EXIT_PANIC: i32 = 101;
 /// The exit code when a graceful shutdown did not finish before its deadline (as `timeout(1)`).
 pub const EXIT_DEADLINE: i32 = 124;
 
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for () {}
+    impl Sealed for std::process::ExitCode {}
+    impl<T: Sealed, E: std::fmt::Debug> Sealed for Result<T, E> {}
+}
+
 /// What a `#[crash_guarded]` (or [`run`](crate::run)) `main` may return: `()`, [`ExitCode`], or
-/// `Result<T, E>` of those with any `E: Debug` (`anyhow::Error`, `Box<dyn Error>`, …).
+/// `Result<T, E>` of those with any `E: Debug` (`anyhow::Error`, `Box<dyn Error>`, …), as std's
+/// own `main` allows.
+///
+/// Sealed: these are all the types it is for. Return an [`ExitCode`] for any other code.
 #[diagnostic::on_unimplemented(
     message = "`#[crash_guarded]` main cannot return `{Self}`",
     label = "return `()`, `std::process::ExitCode`, or `Result<(), E>` with `E: Debug`"
 )]
-pub trait MainOutput {
+pub trait MainOutput: sealed::Sealed {
     /// The exit this value asks for.
     fn into_exit(self) -> MainExit;
 }
 
-/// The exit a `main` asked for by what it returned.
+/// The exit a `main` asked for by what it returned: its code, and the error it returned, if
+/// any. Made only by [`MainOutput::into_exit`].
 #[derive(Debug)]
 pub struct MainExit {
     code: i32,
     error: Option<String>,
+}
+
+impl MainExit {
+    /// The exit code it asks for.
+    pub fn code(&self) -> i32 {
+        self.code
+    }
 }
 
 impl MainOutput for () {
@@ -91,6 +109,11 @@ impl<T: MainOutput, E: Debug> MainOutput for Result<T, E> {
 /// Why the process is ending; each has its `exit.reason`.
 pub(crate) enum ExitReason<'a> {
     Returned,
+    /// `main` returned after a signal started the shutdown.
+    Shutdown {
+        signal: i32,
+        since: Instant,
+    },
     Error(&'a str),
     Panic(&'a PanicReport),
     Deadline {
@@ -98,13 +121,35 @@ pub(crate) enum ExitReason<'a> {
         pending: &'a str,
     },
     SecondSignal(i32),
+    FatalSignal {
+        signal: i32,
+        incident: IncidentId,
+    },
 }
 
-/// Ends the process after `main` returned.
-pub(crate) fn exit_returned(exit: MainExit) -> ! {
-    match &exit.error {
-        Some(error) => exit_process(exit.code, ExitReason::Error(error)),
-        None => exit_process(exit.code, ExitReason::Returned),
+impl ExitReason<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            ExitReason::Returned => "returned",
+            ExitReason::Shutdown { .. } => "shutdown",
+            ExitReason::Error(_) => "error",
+            ExitReason::Panic(_) => "panic",
+            ExitReason::Deadline { .. } => "deadline",
+            ExitReason::SecondSignal(_) => "signal",
+            ExitReason::FatalSignal { .. } => "fatal_signal",
+        }
+    }
+}
+
+/// Ends the process after `main` returned with `exit`; `shutdown` is the signal that started a
+/// graceful shutdown, if one did.
+pub(crate) fn exit_returned(exit: MainExit, shutdown: Option<(i32, Instant)>) -> ! {
+    match (&exit.error, shutdown) {
+        (Some(error), _) => exit_process(exit.code, ExitReason::Error(error)),
+        (None, Some((signal, since))) => {
+            exit_process(exit.code, ExitReason::Shutdown { signal, since })
+        }
+        (None, None) => exit_process(exit.code, ExitReason::Returned),
     }
 }
 
@@ -120,79 +165,94 @@ pub(crate) fn exit_process(code: i32, reason: ExitReason<'_>) -> ! {
 /// Another thread claimed the exit record and is ending the process. Should it not (a fatal
 /// signal's handler that was answered by a previous handler that recovered), end it anyway.
 pub(crate) fn wait_for_the_other_exit(code: i32) -> ! {
-    std::thread::sleep(std::time::Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(5));
     // SAFETY: _exit(2) has no preconditions; the other exit already wrote the records.
     unsafe { libc::_exit(code) }
 }
 
 /// [`exit_process`] for a caller that already won [`claim_exit_record`].
 pub(crate) fn exit_claimed(code: i32, reason: ExitReason<'_>) -> ! {
-    let severity = if code == 0 {
-        Severity::Info
-    } else {
-        Severity::Error
+    write_exit_record(code, &reason);
+    if code != 0 {
+        termination::write(&Detail {
+            code,
+            reason: &reason,
+        });
+    }
+    std::process::exit(code)
+}
+
+/// The one exit-record writer. Allocates nothing and takes no lock that can block, so a
+/// fatal-signal handler calls it too.
+pub(crate) fn write_exit_record(code: i32, reason: &ExitReason<'_>) {
+    let (severity, wait) = match reason {
+        ExitReason::FatalSignal { .. } => (Severity::Critical, record::Wait::Bounded),
+        _ if code == 0 => (Severity::Info, record::Wait::Patiently),
+        _ => (Severity::Error, record::Wait::Patiently),
     };
-    let stopping_signal = crate::shutdown::stopping_signal();
-    let (reason_name, detail) = match &reason {
-        ExitReason::Returned => match stopping_signal {
-            Some((signal, since)) => (
-                "shutdown",
-                format!(
-                    "graceful shutdown after {} finished in {} ms",
-                    signal_name(signal),
-                    since.elapsed().as_millis()
-                ),
+    record::emit("exit", severity, wait, |record| {
+        record.display(
+            keys::MESSAGE,
+            format_args!("exited with {code}: {}", Detail { code, reason }),
+            2048,
+        );
+        record.i64(keys::EXIT_CODE, i64::from(code));
+        record.str(keys::EXIT_REASON, reason.name());
+        match reason {
+            ExitReason::SecondSignal(signal) => {
+                record.str(keys::SIGNAL_NAME, signal_name(*signal));
+                record.i64(keys::SIGNAL_NUMBER, i64::from(*signal));
+            }
+            ExitReason::FatalSignal { signal, incident } => {
+                record.str(keys::SIGNAL_NAME, signal_name(*signal));
+                record.display(keys::INCIDENT_ID, incident, usize::MAX);
+            }
+            ExitReason::Deadline { pending, .. } => record.str(keys::SHUTDOWN_PENDING, pending),
+            ExitReason::Panic(report) => {
+                record.display(keys::INCIDENT_ID, report.incident_id(), usize::MAX)
+            }
+            ExitReason::Error(error) => record.str_max(keys::ERROR_MESSAGE, error, 8 * 1024),
+            ExitReason::Returned | ExitReason::Shutdown { .. } => {}
+        }
+        record.millis(keys::PROCESS_UPTIME_MS, crate::state::uptime());
+    });
+}
+
+/// What the exit record's message and the termination message say after `exited with N: `.
+struct Detail<'a> {
+    code: i32,
+    reason: &'a ExitReason<'a>,
+}
+
+impl fmt::Display for Detail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            ExitReason::Returned if self.code == 0 => f.write_str("main returned"),
+            ExitReason::Returned => write!(f, "main returned exit code {}", self.code),
+            ExitReason::Shutdown { signal, since } => write!(
+                f,
+                "graceful shutdown after {} finished in {} ms",
+                signal_name(*signal),
+                since.elapsed().as_millis()
             ),
-            None if code == 0 => ("returned", "main returned".to_owned()),
-            None => ("returned", format!("main returned exit code {code}")),
-        },
-        ExitReason::Error(error) => ("error", format!("main returned an error: {error}")),
-        ExitReason::Panic(report) => ("panic", report.summary()),
-        ExitReason::Deadline {
-            grace_period,
-            pending,
-        } => (
-            "deadline",
-            format!(
+            ExitReason::Error(error) => write!(f, "main returned an error: {error}"),
+            ExitReason::Panic(report) => write!(f, "{}", report.summary()),
+            ExitReason::Deadline {
+                grace_period,
+                pending,
+            } => write!(
+                f,
                 "shutdown deadline of {} ms passed; still running: {pending}",
                 grace_period.as_millis()
             ),
-        ),
-        ExitReason::SecondSignal(signal) => (
-            "signal",
-            format!("second {} during shutdown", signal_name(*signal)),
-        ),
-    };
-    record::emit("exit", severity, record::Wait::Patiently, |record| {
-        record.display(
-            "message",
-            format_args!("exited with {code}: {detail}"),
-            2048,
-        );
-        record.i64("exit.code", i64::from(code));
-        record.str("exit.reason", reason_name);
-        if let ExitReason::SecondSignal(signal) = &reason {
-            record.str("signal.name", signal_name(*signal));
-            record.i64("signal.number", i64::from(*signal));
-        }
-        if let ExitReason::Deadline { pending, .. } = &reason {
-            record.str("shutdown.pending", pending);
-        }
-        if let ExitReason::Panic(report) = &reason {
-            record.display("incident.id", report.incident_id(), usize::MAX);
-        }
-        if let ExitReason::Error(error) = &reason {
-            record.str_max("error.message", error, 8 * 1024);
-        }
-        record.millis("process.uptime_ms", crate::uptime());
-    });
-
-    if code != 0 {
-        if let Some(path) = crate::settings().termination_log.as_deref() {
-            write_termination_message(path, &detail);
+            ExitReason::SecondSignal(signal) => {
+                write!(f, "second {} during shutdown", signal_name(*signal))
+            }
+            ExitReason::FatalSignal { signal, .. } => {
+                write!(f, "killed by {}", signal_name(*signal))
+            }
         }
     }
-    std::process::exit(code)
 }
 
 /// Whether the caller is the one to write the process's exit record: true once, for the first
@@ -200,16 +260,4 @@ pub(crate) fn exit_claimed(code: i32, reason: ExitReason<'_>) -> ! {
 pub(crate) fn claim_exit_record() -> bool {
     static CLAIMED: AtomicBool = AtomicBool::new(false);
     !CLAIMED.swap(true, Ordering::SeqCst)
-}
-
-/// Replaces the termination log's content with `message`, cut to what the kubelet keeps.
-pub(crate) fn write_termination_message(path: &Path, message: &str) {
-    let mut end = message.len().min(TERMINATION_MESSAGE_MAX_BYTES);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    // A message that cannot be written changes nothing about how the process ends.
-    if let Ok(mut file) = std::fs::File::create(path) {
-        let _ = file.write_all(&message.as_bytes()[..end]);
-    }
 }

@@ -51,9 +51,7 @@
 //! - Function names need the executable's symbol table (`strip` removes it); frames always have
 //!   `module+0xoffset`, which `addr2line` resolves with the unstripped binary.
 
-use std::ffi::CString;
 use std::fmt;
-use std::path::Path;
 
 use libc::c_int;
 
@@ -93,20 +91,16 @@ impl fmt::Display for InstallError {
 }
 
 /// Installs the handlers once; later calls return the first call's outcome.
-pub(crate) fn install(termination_log: Option<&Path>) -> Result<(), &'static InstallError> {
+pub(crate) fn install() -> Result<(), &'static InstallError> {
     static INSTALLED: std::sync::OnceLock<Result<(), InstallError>> = std::sync::OnceLock::new();
     INSTALLED
         .get_or_init(|| {
-            crate::panic::prepare_for_signal_handlers();
+            crate::state::prepare_for_signal_handlers();
+            crate::exit::termination::prepare();
             crate::unwind::prepare();
             if let Ok(executable) = std::env::current_exe() {
                 crate::unwind::symbols::load_in_background(executable);
             }
-            let termination_log = termination_log.and_then(|path| {
-                use std::os::unix::ffi::OsStrExt;
-                CString::new(path.as_os_str().as_bytes()).ok()
-            });
-            report::prepare(termination_log);
             stack::ensure_alternate_stack()?;
             stack::prepare_emergency_stack()?;
             handler::register()

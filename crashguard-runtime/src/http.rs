@@ -1,4 +1,5 @@
-//! Answering HTTP after a panic: a 500 that carries the incident id and nothing internal.
+//! Answering HTTP after a panic (feature `http`): a 500 that carries the incident id and nothing
+//! internal; the tower layer (feature `tower`) and axum glue (feature `axum`).
 //!
 //! The default answer is an [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) problem document,
 //! with the incident id also in the [`INCIDENT_ID_HEADER`] header, so that a user's bug report
@@ -13,14 +14,15 @@
 //! {"type":"about:blank","title":"Internal Server Error","status":500,"detail":"The server failed to complete this request. Quote incident 3f9a1c07-1 when reporting it.","incident_id":"3f9a1c07-1"}
 //! ```
 //!
-//! No panic message, backtrace, type name or source location is ever in it.
+//! No panic message, backtrace, type name or source location is ever in it. [`Problem`] is that
+//! answer before any framework, for an integration or a user's own error type to send.
 //!
 //! # Example
 //!
 //! ```
-//! use crashguard_runtime::{FromPanic, PanicReport};
+//! use crashguard::FromPanic;
 //!
-//! let report = crashguard_runtime::guard::catch("demo", || panic!("password=hunter2")).unwrap_err();
+//! let report = crashguard::catch("demo", || panic!("password=hunter2")).unwrap_err();
 //! let response: http::Response<String> = FromPanic::from_panic(&report);
 //! assert_eq!(response.status(), 500);
 //! assert_eq!(response.headers()["x-incident-id"], report.incident_id().to_string());
@@ -30,8 +32,22 @@
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
-use crate::fallback::FromPanic;
+use crate::guard::FromPanic;
 use crate::panic::PanicReport;
+use crate::state::IncidentId;
+
+#[cfg(feature = "axum")]
+mod axum_glue;
+#[cfg(feature = "tower")]
+mod layer;
+
+#[cfg(feature = "axum")]
+pub use axum_glue::{readyz, HttpAnswer};
+#[cfg(feature = "tower")]
+pub use layer::{
+    CrashGuardLayer, CrashGuardService, ForCatchPanic, PanicAnswer, ProblemAnswer,
+    RequestScopeFuture,
+};
 
 /// The response header that carries the incident id of a panic.
 pub const INCIDENT_ID_HEADER: &str = "x-incident-id";
@@ -39,35 +55,93 @@ pub const INCIDENT_ID_HEADER: &str = "x-incident-id";
 /// The content type of the default answer.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// The default answer to a panic: 500, `application/problem+json`, the incident id in the body
-/// and in [`INCIDENT_ID_HEADER`].
+/// crashguard's answer to a panic, before any framework: status 500, a problem+json body and
+/// the incident id, and nothing else about the panic.
+///
+/// # Example
+///
+/// Answering in your own error type's `IntoResponse` while keeping the incident id header:
+///
+/// ```
+/// use crashguard::http::Problem;
+///
+/// let report = crashguard::catch("demo", || panic!("db down")).unwrap_err();
+/// let response: http::Response<String> = Problem::for_panic(&report).into_response();
+/// assert_eq!(response.status(), 500);
+/// assert_eq!(response.headers()["content-type"], "application/problem+json");
+/// assert!(response.body().contains(&report.incident_id().to_string()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Problem {
+    incident: IncidentId,
+}
+
+impl Problem {
+    /// The answer for the panic with this incident id.
+    pub fn new(incident: IncidentId) -> Problem {
+        Problem { incident }
+    }
+
+    /// The answer for this panic.
+    pub fn for_panic(report: &PanicReport) -> Problem {
+        Problem::new(report.incident_id())
+    }
+
+    /// The incident the answer names.
+    pub fn incident_id(&self) -> IncidentId {
+        self.incident
+    }
+
+    /// Always 500: a panic is the server's fault.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    /// The problem+json document.
+    pub fn body(&self) -> String {
+        self.parts().1
+    }
+
+    /// The incident id as formatted once, and the body built from it: a storm builds one of
+    /// these per request.
+    fn parts(&self) -> (String, String) {
+        use std::fmt::Write as _;
+        // The id is hex and a dash: nothing in it needs escaping.
+        let mut id = String::with_capacity(32);
+        let _ = write!(id, "{}", self.incident);
+        let mut body = String::with_capacity(256);
+        for piece in [
+            "{\"type\":\"about:blank\",\"title\":\"Internal Server Error\",\"status\":500,\
+             \"detail\":\"The server failed to complete this request. Quote incident ",
+            &id,
+            " when reporting it.\",\"incident_id\":\"",
+            &id,
+            "\"}",
+        ] {
+            body.push_str(piece);
+        }
+        (id, body)
+    }
+
+    /// The answer as an `http` response: the status, `content-type: application/problem+json`,
+    /// `cache-control: no-store` and the [`INCIDENT_ID_HEADER`].
+    pub fn into_response<B: From<String>>(self) -> Response<B> {
+        let (id, body) = self.parts();
+        let mut response = Response::new(B::from(body));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(value) = HeaderValue::try_from(id) {
+            headers.insert(INCIDENT_ID_HEADER, value);
+        }
+        response
+    }
+}
+
+/// The default answer to a panic as an `http` response; see [`Problem`].
 pub fn problem_response<B: From<String>>(report: &PanicReport) -> Response<B> {
-    use std::fmt::Write as _;
-    let incident = report.incident_id();
-    // The id is hex and a dash: nothing in it needs escaping. Written once, then copied: a
-    // storm builds one of these per request.
-    let mut id = String::with_capacity(32);
-    let _ = write!(id, "{incident}");
-    let mut body = String::with_capacity(256);
-    for piece in [
-        "{\"type\":\"about:blank\",\"title\":\"Internal Server Error\",\"status\":500,\
-         \"detail\":\"The server failed to complete this request. Quote incident ",
-        &id,
-        " when reporting it.\",\"incident_id\":\"",
-        &id,
-        "\"}",
-    ] {
-        body.push_str(piece);
-    }
-    let mut response = Response::new(B::from(body));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(value) = HeaderValue::try_from(id) {
-        headers.insert(INCIDENT_ID_HEADER, value);
-    }
-    response
+    Problem::for_panic(report).into_response()
 }
 
 impl<B: From<String>> FromPanic for Response<B> {
@@ -82,19 +156,3 @@ impl FromPanic for StatusCode {
         StatusCode::INTERNAL_SERVER_ERROR
     }
 }
-
-/// The request being served on this thread, for the records of panics while serving it.
-#[cfg(feature = "tower")]
-pub(crate) use request::current_request;
-
-#[cfg(feature = "tower")]
-mod request;
-
-#[cfg(feature = "tower")]
-pub use request::{CrashGuardLayer, CrashGuardService, ProblemForPanic, RequestScopeFuture};
-
-#[cfg(feature = "axum")]
-mod axum_glue;
-
-#[cfg(feature = "axum")]
-pub use axum_glue::{readyz, HttpAnswer};

@@ -28,9 +28,9 @@
 //! # async fn serve() {
 //! let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await.unwrap();
-//! crashguard_runtime::shutdown::on_shutdown("flush-metrics", || println!("flushed"));
+//! crashguard::on_shutdown("flush-metrics", || println!("flushed"));
 //! axum::serve(listener, app)
-//!     .with_graceful_shutdown(crashguard_runtime::shutdown_signal())
+//!     .with_graceful_shutdown(crashguard::shutdown_signal())
 //!     .await
 //!     .unwrap();
 //! # }
@@ -46,8 +46,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::exit::{exit_process, ExitReason, EXIT_DEADLINE};
 use crate::guard::catch_future;
+use crate::os::signal_name;
+use crate::record::keys;
 use crate::record::{self, Severity};
-use crate::signal::signal_name;
 
 /// Resolves once shutdown starts: after the first SIGTERM or SIGINT (and the configured delay),
 /// at once if that already happened. Any number of them can wait; it is `Send + 'static`, so it
@@ -184,7 +185,7 @@ fn report_setup_failure(problem: &str) {
         Severity::Warning,
         record::Wait::Patiently,
         |record| {
-            record.str("message", problem);
+            record.str(keys::MESSAGE, problem);
         },
     );
 }
@@ -194,7 +195,7 @@ fn on_signal(signal: i32) {
     if state.signals.fetch_add(1, Ordering::SeqCst) > 0 {
         exit_process(128 + signal, ExitReason::SecondSignal(signal));
     }
-    let grace_period = crate::settings().grace_period;
+    let grace_period = crate::state::settings().grace_period;
     let interactive = signal == libc::SIGINT;
     record::emit(
         "shutdown",
@@ -202,7 +203,7 @@ fn on_signal(signal: i32) {
         record::Wait::Patiently,
         |record| {
             record.display(
-                "message",
+                keys::MESSAGE,
                 format_args!(
                     "{} received{}: shutting down within {} ms",
                     signal_name(signal),
@@ -215,15 +216,18 @@ fn on_signal(signal: i32) {
                 ),
                 usize::MAX,
             );
-            record.str("signal.name", signal_name(signal));
-            record.i64("signal.number", i64::from(signal));
-            record.bool("shutdown.interactive", interactive);
-            record.millis("shutdown.grace_period_ms", grace_period);
-            record.millis("shutdown.delay_ms", crate::settings().shutdown_delay);
+            record.str(keys::SIGNAL_NAME, signal_name(signal));
+            record.i64(keys::SIGNAL_NUMBER, i64::from(signal));
+            record.bool(keys::SHUTDOWN_INTERACTIVE, interactive);
+            record.millis(keys::SHUTDOWN_GRACE_PERIOD_MS, grace_period);
+            record.millis(
+                keys::SHUTDOWN_DELAY_MS,
+                crate::state::settings().shutdown_delay,
+            );
         },
     );
     *lock(&state.signal_started) = Some((signal, Instant::now()));
-    begin(Instant::now(), crate::settings().shutdown_delay);
+    begin(Instant::now(), crate::state::settings().shutdown_delay);
 }
 
 /// Begins shutdown once: readiness off, then after `delay` the shutdown signal, and the deadline.
@@ -232,7 +236,7 @@ fn begin(since: Instant, delay: Duration) {
     if state.started.swap(true, Ordering::SeqCst) {
         return;
     }
-    let grace_period = crate::settings().grace_period;
+    let grace_period = crate::state::settings().grace_period;
     let deadline = since + grace_period.saturating_sub(exit_margin(grace_period));
     let armed = std::thread::Builder::new()
         .name("crashguard-deadline".into())
@@ -377,7 +381,7 @@ fn hook_record(name: &str, outcome: &str, took: Option<Duration>) {
         |record| {
             match took {
                 Some(took) => record.display(
-                    "message",
+                    keys::MESSAGE,
                     format_args!(
                         "shutdown hook {name:?} {outcome} after {} ms",
                         took.as_millis()
@@ -385,15 +389,15 @@ fn hook_record(name: &str, outcome: &str, took: Option<Duration>) {
                     2048,
                 ),
                 None => record.display(
-                    "message",
+                    keys::MESSAGE,
                     format_args!("shutdown hook {name:?} {outcome}: the deadline passed"),
                     2048,
                 ),
             }
-            record.str("hook.name", name);
-            record.str("hook.outcome", outcome);
+            record.str(keys::HOOK_NAME, name);
+            record.str(keys::HOOK_OUTCOME, outcome);
             if let Some(took) = took {
-                record.millis("hook.duration_ms", took);
+                record.millis(keys::HOOK_DURATION_MS, took);
             }
         },
     );

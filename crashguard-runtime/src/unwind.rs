@@ -150,7 +150,7 @@ impl CacheSlot {
                 return Some(result);
             }
             if attempt > 16 {
-                crate::signal::sleep(std::time::Duration::from_micros(100));
+                crate::os::sleep(std::time::Duration::from_micros(100));
             }
         }
         None

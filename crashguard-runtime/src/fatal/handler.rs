@@ -8,7 +8,7 @@ use std::time::Duration;
 use libc::{c_int, c_void, siginfo_t};
 
 use super::{report, stack, InstallError, FATAL_SIGNALS};
-use crate::record::current_thread_id;
+use crate::os::current_thread_id;
 use crate::unwind::Registers;
 
 /// `si_code` of a signal the kernel sends without a fault address (a general protection fault).
@@ -78,17 +78,19 @@ extern "C" fn on_fatal_signal(signal: c_int, info: *mut siginfo_t, context: *mut
         // Another thread is writing the record and will end the process; give it time.
         Err(_) => {
             for _ in 0..200 {
-                crate::signal::sleep(Duration::from_millis(25));
+                crate::os::sleep(Duration::from_millis(25));
             }
             return die(signal, info, context, false);
         }
     }
 
     // SAFETY: `info` is the kernel's siginfo for this delivery (SA_SIGINFO), valid for the
-    // handler's duration; so is `context`, a ucontext_t, when it is not null.
+    // handler's duration.
     let (code, address) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
-    let registers =
-        (!context.is_null()).then(|| unsafe { Registers::from_signal_context(context.cast()) });
+    let registers = (!context.is_null()).then(|| {
+        // SAFETY: a non-null `context` is the kernel's ucontext_t for this delivery.
+        unsafe { Registers::from_signal_context(context.cast()) }
+    });
     let crash = Crash {
         signal,
         code,

@@ -1,24 +1,16 @@
 //! What a fatal signal leaves: the `fatal_signal` record, the `exit` record and the termination
 //! message, built on the emergency stack from what the handler saw.
 
-use std::ffi::CString;
 use std::fmt;
-use std::sync::OnceLock;
 
 use libc::c_int;
 
 use super::handler::{Crash, SI_KERNEL};
-use crate::panic::IncidentId;
-use crate::record::{self, Severity};
-use crate::signal::signal_name;
+use crate::exit::{self, termination, ExitReason};
+use crate::os::signal_name;
+use crate::record::{self, keys, Severity};
+use crate::state::IncidentId;
 use crate::unwind::{self, Module, Trace, WalkEnd};
-
-/// The termination log's path, made at install (it would allocate in the handler).
-static TERMINATION_LOG: OnceLock<Option<CString>> = OnceLock::new();
-
-pub(super) fn prepare(termination_log: Option<CString>) {
-    let _ = TERMINATION_LOG.set(termination_log);
-}
 
 /// Walks the crashed stack, then writes the records and the termination message. Runs once, on
 /// the emergency stack, by the thread that claimed the handler.
@@ -43,27 +35,27 @@ pub(super) fn write(crash: &Crash) {
         Severity::Critical,
         record::Wait::Bounded,
         |record| {
-            record.display("message", &summary, 1024);
-            record.display("incident.id", incident, usize::MAX);
-            record.str("signal.name", signal_name(crash.signal));
-            record.i64("signal.number", i64::from(crash.signal));
-            record.i64("signal.code", i64::from(crash.code));
+            record.display(keys::MESSAGE, &summary, 1024);
+            record.display(keys::INCIDENT_ID, incident, usize::MAX);
+            record.str(keys::SIGNAL_NAME, signal_name(crash.signal));
+            record.i64(keys::SIGNAL_NUMBER, i64::from(crash.signal));
+            record.i64(keys::SIGNAL_CODE, i64::from(crash.code));
             let (code_name, code_meaning) = code_meaning(crash.signal, crash.code);
-            record.str("signal.code_name", code_name);
-            record.str("signal.code_description", code_meaning);
+            record.str(keys::SIGNAL_CODE_NAME, code_name);
+            record.str(keys::SIGNAL_CODE_DESCRIPTION, code_meaning);
             if crash.has_address {
                 record.display(
-                    "signal.fault_address",
+                    keys::SIGNAL_FAULT_ADDRESS,
                     format_args!("{:#x}", crash.address),
                     64,
                 );
             }
-            record.bytes("thread.name", thread_name);
-            record.i64("thread.id", i64::from(crash.thread_id));
-            record.bool("stack_overflow", crash.stack_overflow);
-            record.bool("panic.in_progress", panic_incident.is_some());
+            record.bytes(keys::THREAD_NAME, thread_name);
+            record.i64(keys::THREAD_ID, i64::from(crash.thread_id));
+            record.bool(keys::STACK_OVERFLOW, crash.stack_overflow);
+            record.bool(keys::PANIC_IN_PROGRESS, panic_incident.is_some());
             record.display(
-                "exception.stacktrace",
+                keys::EXCEPTION_STACKTRACE,
                 Frames {
                     trace: &trace,
                     modules,
@@ -72,14 +64,14 @@ pub(super) fn write(crash: &Crash) {
             );
             match (&crash.registers, trace.end()) {
                 (None, _) => record.str(
-                    "exception.stacktrace_cut",
+                    keys::EXCEPTION_STACKTRACE_CUT,
                     "the kernel gave no register context",
                 ),
                 (Some(_), WalkEnd::Outermost) => {}
-                (Some(_), end) => record.display("exception.stacktrace_cut", end, 256),
+                (Some(_), end) => record.display(keys::EXCEPTION_STACKTRACE_CUT, end, 256),
             }
             record.display(
-                "process.modules",
+                keys::PROCESS_MODULES,
                 UsedModules {
                     trace: &trace,
                     modules,
@@ -91,32 +83,14 @@ pub(super) fn write(crash: &Crash) {
 
     // Every way out ends with one exit record; this one says the signal will end the process,
     // unless an ordinary exit already wrote its own before something crashed on the way out.
-    if crate::exit::claim_exit_record() {
-        write_exit_record(crash, incident);
+    if exit::claim_exit_record() {
+        let reason = ExitReason::FatalSignal {
+            signal: crash.signal,
+            incident,
+        };
+        exit::write_exit_record(128 + crash.signal, &reason);
     }
-
-    if let Some(path) = TERMINATION_LOG.get().and_then(Option::as_ref) {
-        write_termination_message(path, &summary);
-    }
-}
-
-fn write_exit_record(crash: &Crash, incident: IncidentId) {
-    let code = 128 + crash.signal;
-    record::emit("exit", Severity::Critical, record::Wait::Bounded, |exit| {
-        exit.display(
-            "message",
-            format_args!(
-                "exited with {code}: killed by {}",
-                signal_name(crash.signal)
-            ),
-            usize::MAX,
-        );
-        exit.i64("exit.code", i64::from(code));
-        exit.str("exit.reason", "fatal_signal");
-        exit.str("signal.name", signal_name(crash.signal));
-        exit.display("incident.id", incident, usize::MAX);
-        exit.millis("process.uptime_ms", crate::uptime());
-    });
+    termination::write(&summary);
 }
 
 /// The thread's name as the kernel knows it (15 bytes at most); `main` for the main thread, as
@@ -226,48 +200,6 @@ impl fmt::Display for UsedModules<'_> {
             for byte in &module.build_id {
                 write!(f, "{byte:02x}")?;
             }
-        }
-        Ok(())
-    }
-}
-
-fn write_termination_message(path: &CString, summary: &Summary<'_>) {
-    let mut buffer = FixedText {
-        bytes: [0; crate::exit::TERMINATION_MESSAGE_MAX_BYTES],
-        length: 0,
-    };
-    let _ = fmt::write(&mut buffer, format_args!("{summary}"));
-    // SAFETY: `path` is a NUL-terminated string made at install; open, write and close are
-    // async-signal-safe, and `buffer` holds `length` initialised bytes.
-    unsafe {
-        let fd = libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644,
-        );
-        if fd >= 0 {
-            libc::write(fd, buffer.bytes.as_ptr().cast(), buffer.length);
-            libc::close(fd);
-        }
-    }
-}
-
-/// Text formatted into a fixed buffer, cut at its end on a character boundary.
-struct FixedText {
-    bytes: [u8; crate::exit::TERMINATION_MESSAGE_MAX_BYTES],
-    length: usize,
-}
-
-impl fmt::Write for FixedText {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        for ch in text.chars() {
-            let mut utf8 = [0; 4];
-            let encoded = ch.encode_utf8(&mut utf8).as_bytes();
-            if self.length + encoded.len() > self.bytes.len() {
-                return Err(fmt::Error);
-            }
-            self.bytes[self.length..self.length + encoded.len()].copy_from_slice(encoded);
-            self.length += encoded.len();
         }
         Ok(())
     }

@@ -25,9 +25,9 @@ static EMERGENCY_STACK: AtomicUsize = AtomicUsize::new(0);
 /// Gives the installing thread an alternate signal stack if it has none (std gives one to every
 /// thread it starts, unless something replaced its SIGSEGV handler before `main`).
 pub(super) fn ensure_alternate_stack() -> Result<(), InstallError> {
-    // SAFETY: an all-zero stack_t is a valid value, and sigaltstack(2) with a null new stack
-    // only writes the current one into it.
+    // SAFETY: an all-zero stack_t is a valid value.
     let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaltstack(2) with a null new stack only writes the current one into `current`.
     if unsafe { libc::sigaltstack(std::ptr::null(), &mut current) } != 0 {
         return Err(InstallError::last("sigaltstack"));
     }

@@ -4,7 +4,7 @@ use axum_core::response::{ErrorResponse, IntoResponse, Response};
 use http::StatusCode;
 
 use super::problem_response;
-use crate::fallback::FromPanic;
+use crate::guard::FromPanic;
 use crate::panic::PanicReport;
 
 /// What a `#[crash_guarded(http)]` handler declared `-> impl IntoResponse` returns: its own
@@ -45,7 +45,7 @@ impl FromPanic for ErrorResponse {
 /// ```
 /// use axum::{routing::get, Router};
 ///
-/// let app: Router = Router::new().route("/readyz", get(crashguard_runtime::http::readyz));
+/// let app: Router = Router::new().route("/readyz", get(crashguard::http::readyz));
 /// ```
 pub async fn readyz() -> (StatusCode, &'static str) {
     if crate::shutdown::is_shutting_down() {

@@ -57,6 +57,7 @@ pub(crate) fn function_start(offset: u64) -> Option<u64> {
 }
 
 /// Whether the symbol table has been read (it is read once, shortly after install).
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 pub(crate) fn ready() -> bool {
     TABLE.get().is_some()
 }
