@@ -121,6 +121,7 @@ pub(crate) enum ExitReason<'a> {
         pending: &'a str,
     },
     SecondSignal(i32),
+    #[cfg_attr(not(fatal_signals), allow(dead_code))]
     FatalSignal {
         signal: i32,
         incident: IncidentId,

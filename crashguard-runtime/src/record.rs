@@ -47,7 +47,9 @@ mod json;
 pub(crate) mod keys;
 mod writer;
 
-pub(crate) use json::{LossyUtf8, Record};
+#[cfg(fatal_signals)]
+pub(crate) use json::LossyUtf8;
+pub(crate) use json::Record;
 pub(crate) use writer::{forget_writers_after_fork, Wait};
 
 /// Ends a string value that was cut to keep the record within its limit.

@@ -8,6 +8,7 @@ use crate::config::{Config, EnvProblem, Settings};
 
 mod incident;
 
+#[cfg(fatal_signals)]
 pub(crate) use incident::prepare_for_signal_handlers;
 pub use incident::IncidentId;
 

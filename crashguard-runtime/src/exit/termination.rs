@@ -19,6 +19,7 @@ use super::TERMINATION_MESSAGE_MAX_BYTES;
 static PATH: OnceLock<Option<CString>> = OnceLock::new();
 
 /// Makes the path ready for a signal handler. Install calls it before the handlers exist.
+#[cfg_attr(not(fatal_signals), allow(dead_code))]
 pub(crate) fn prepare() {
     path();
 }

@@ -4,6 +4,9 @@
 //! first, then where its event is written (and, for a panic, in both of its sinks: JSON and
 //! `tracing`, which a test keeps in step).
 
+// The fatal-signal keys are unused where fatal signals are not handled.
+#![cfg_attr(not(fatal_signals), allow(dead_code))]
+
 // Every record.
 pub(crate) const TIME: &str = "time";
 pub(crate) const SEVERITY: &str = "severity";
