@@ -193,26 +193,23 @@ impl Config {
         let grace_period = env("CRASHGUARD_GRACE_PERIOD");
         let shutdown_delay = env("CRASHGUARD_SHUTDOWN_DELAY");
         let backtrace = env("CRASHGUARD_BACKTRACE");
-        if let Some(value) = grace_period {
+        let mut duration = |variable: &'static str, value: Option<String>, into: &mut Duration| {
+            let Some(value) = value else { return };
             match humantime::parse_duration(value.trim()) {
-                Ok(grace_period) => settings.grace_period = grace_period,
-                Err(error) => problems.push(EnvProblem::new(
-                    "CRASHGUARD_GRACE_PERIOD",
-                    &value,
-                    &error.to_string(),
-                )),
+                Ok(duration) => *into = duration,
+                Err(error) => problems.push(EnvProblem::new(variable, &value, &error.to_string())),
             }
-        }
-        if let Some(value) = shutdown_delay {
-            match humantime::parse_duration(value.trim()) {
-                Ok(delay) => settings.shutdown_delay = delay,
-                Err(error) => problems.push(EnvProblem::new(
-                    "CRASHGUARD_SHUTDOWN_DELAY",
-                    &value,
-                    &error.to_string(),
-                )),
-            }
-        }
+        };
+        duration(
+            "CRASHGUARD_GRACE_PERIOD",
+            grace_period,
+            &mut settings.grace_period,
+        );
+        duration(
+            "CRASHGUARD_SHUTDOWN_DELAY",
+            shutdown_delay,
+            &mut settings.shutdown_delay,
+        );
         if let Some(value) = std::env::var_os("CRASHGUARD_TERMINATION_LOG") {
             settings.termination_log = (!value.is_empty()).then(|| PathBuf::from(value));
         }

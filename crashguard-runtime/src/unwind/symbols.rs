@@ -35,25 +35,24 @@ pub(crate) fn load_in_background(executable: PathBuf) {
 /// The function containing `offset` in the executable, once the table is loaded. Takes no lock
 /// and allocates nothing: safe in a signal handler.
 pub(crate) fn function_at(offset: u64) -> Option<&'static str> {
-    let table = TABLE.get()?;
-    let index = table
-        .functions
-        .partition_point(|function| function.start <= offset)
-        .checked_sub(1)?;
-    let function = &table.functions[index];
-    (offset < function.end).then(|| &table.names[function.name_start..function.name_end])
+    let (table, function) = function_containing(offset)?;
+    Some(&table.names[function.name_start..function.name_end])
 }
 
 /// Where the function containing `offset` starts, once the table is loaded. As
 /// [`function_at`], safe in a signal handler.
 pub(crate) fn function_start(offset: u64) -> Option<u64> {
+    function_containing(offset).map(|(_, function)| function.start)
+}
+
+fn function_containing(offset: u64) -> Option<(&'static SymbolTable, &'static Function)> {
     let table = TABLE.get()?;
     let index = table
         .functions
         .partition_point(|function| function.start <= offset)
         .checked_sub(1)?;
     let function = &table.functions[index];
-    (offset < function.end).then_some(function.start)
+    (offset < function.end).then_some((table, function))
 }
 
 /// Whether the symbol table has been read (it is read once, shortly after install).
