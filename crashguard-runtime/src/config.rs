@@ -12,6 +12,7 @@
 //! code's value is used instead. This module only reads: it returns what it could not read, and
 //! install writes the records.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -224,25 +225,97 @@ impl Config {
                 )),
             }
         }
+        let settings = settings.checked(&mut problems);
         (settings, problems)
     }
 }
 
-/// An environment value that could not be read, and was ignored.
+/// A setting that could not be used as given: what it was, and what crashguard does instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EnvProblem {
+    /// The environment variable, or the `Config` method, it came from.
     pub(crate) variable: &'static str,
     pub(crate) value: String,
-    pub(crate) problem: String,
+    /// The whole sentence for the `config` record.
+    pub(crate) message: String,
 }
 
 impl EnvProblem {
+    /// An environment value that could not be read: the code's value stays.
     fn new(variable: &'static str, value: &str, problem: &str) -> EnvProblem {
         EnvProblem {
             variable,
             value: value.to_owned(),
-            problem: problem.to_owned(),
+            message: format!(
+                "ignored {variable}={value:?}: {problem}; using the value set in code"
+            ),
         }
+    }
+
+    /// A value crashguard had to change.
+    fn adjusted(variable: &'static str, value: impl fmt::Debug, message: String) -> EnvProblem {
+        EnvProblem {
+            variable,
+            value: format!("{value:?}"),
+            message,
+        }
+    }
+}
+
+/// The longest grace period crashguard takes: longer ones overflow clocks on some systems, and no
+/// pod waits that long.
+pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+impl Settings {
+    /// The rules between settings: a grace period that fits the clocks, a shutdown delay that
+    /// leaves the drain time before the deadline, a termination log that is a regular file.
+    fn checked(mut self, problems: &mut Vec<EnvProblem>) -> Settings {
+        if self.grace_period > MAX_GRACE_PERIOD {
+            problems.push(EnvProblem::adjusted(
+                "grace_period",
+                self.grace_period,
+                format!(
+                    "the grace period of {} s is longer than crashguard takes; using {} s",
+                    self.grace_period.as_secs(),
+                    MAX_GRACE_PERIOD.as_secs()
+                ),
+            ));
+            self.grace_period = MAX_GRACE_PERIOD;
+        }
+        let longest_delay = self.grace_period / 2;
+        if self.shutdown_delay > longest_delay {
+            problems.push(EnvProblem::adjusted(
+                "shutdown_delay",
+                self.shutdown_delay,
+                format!(
+                    "the shutdown delay of {} ms would leave the drain no time before the \
+                     {} ms deadline; using {} ms, half the grace period",
+                    self.shutdown_delay.as_millis(),
+                    self.grace_period.as_millis(),
+                    longest_delay.as_millis()
+                ),
+            ));
+            self.shutdown_delay = longest_delay;
+        }
+        if let Some(path) = &self.termination_log {
+            // What is there must be a regular file (the kubelet mounts one), never a link
+            // another file would be overwritten through, nor a FIFO that would block.
+            if let Ok(found) = std::fs::symlink_metadata(path) {
+                if !found.file_type().is_file() {
+                    problems.push(EnvProblem::adjusted(
+                        "termination_log",
+                        path,
+                        format!(
+                            "the termination log {} is not a regular file (a symlink, a FIFO, \
+                             a directory or a device): no termination message will be written",
+                            path.display()
+                        ),
+                    ));
+                    self.termination_log = None;
+                }
+            }
+        }
+        self
     }
 }
 

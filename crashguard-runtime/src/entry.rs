@@ -29,6 +29,7 @@ pub fn install(config: Config) {
     if let Some(problems) = crate::state::install(&config) {
         let settings = crate::state::settings();
         record::set_record_limit(settings.max_record_bytes);
+        record::prepare_stderr();
         record::forget_writers_after_fork();
         crate::panic::install_hook(settings.backtrace, settings.keep_previous_panic_hook);
         for problem in &problems {
@@ -43,20 +44,14 @@ fn report_env_problem(problem: &EnvProblem) {
     let EnvProblem {
         variable,
         value,
-        problem,
+        message,
     } = problem;
     record::emit(
         "config",
         Severity::Warning,
         record::Wait::Patiently,
         |record| {
-            record.display(
-                keys::MESSAGE,
-                format_args!(
-                    "ignored {variable}={value:?}: {problem}; using the value set in code"
-                ),
-                2048,
-            );
+            record.str_max(keys::MESSAGE, message, 2048);
             record.str(keys::CONFIG_VARIABLE, variable);
             record.str_max(keys::CONFIG_VALUE, value, 1024);
         },

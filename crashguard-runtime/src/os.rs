@@ -2,7 +2,7 @@
 //! thread's ids, and a sleep, each safe to call from a signal handler.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The conventional name of a signal number (`SIGTERM`), or `"signal"` for one without a name.
@@ -57,11 +57,22 @@ pub(crate) fn current_thread_id() -> i32 {
         .unwrap_or_else(|_| gettid())
 }
 
+/// Whether this process is a forked child of the one crashguard was installed in.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
 /// A forked child has a new pid, and its one thread a new id: forget the cached ones. Called in
-/// the child, where only async-signal-safe work is allowed: two stores.
+/// the child, where only async-signal-safe work is allowed: a few stores.
 pub(crate) fn forget_ids_in_child() {
     PROCESS_ID.store(0, Ordering::Relaxed);
     let _ = THREAD_ID.try_with(|cached| cached.set(0));
+    FORKED.store(true, Ordering::Relaxed);
+}
+
+/// Whether this process was forked from the one crashguard was installed in: locks that the
+/// parent's other threads held at the fork (the backtrace crate's among them) are held for ever
+/// here.
+pub(crate) fn is_forked_child() -> bool {
+    FORKED.load(Ordering::Relaxed)
 }
 
 #[cfg(target_os = "linux")]

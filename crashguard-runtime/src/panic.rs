@@ -115,7 +115,10 @@ fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
     let incident_id = IncidentId::next();
     // Before anything that could abort (a subscriber panicking), for the fatal-signal record.
     let _ = PANICKING_INCIDENT.try_with(|panicking| panicking.set(Some(incident_id)));
-    let plan = backtrace.then(|| {
+    // In a forked child, a lock the backtrace crate (or the reuse table) held in another thread
+    // of the parent is held for ever: capturing would hang this thread.
+    let forked = backtrace && crate::os::is_forked_child();
+    let plan = (backtrace && !forked).then(|| {
         info.location().map_or(TracePlan::Capture, |location| {
             let location = LocationKey::new(location.file(), location.line(), location.column());
             trace_reuse().plan(location, incident_id, Instant::now())
@@ -125,6 +128,7 @@ fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
     let trace = match (plan, &captured) {
         (Some(TracePlan::Reuse { first, repeats }), _) => Trace::SameAs { first, repeats },
         (_, Some(captured)) => Trace::Full(captured),
+        _ if forked => Trace::Skipped(FORKED_CHILD),
         _ => Trace::Omitted,
     };
     let report = PanicReport::new(PanicDetails {
@@ -149,6 +153,10 @@ fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
         MAYBE_LAST_PANIC.with(|maybe| maybe.set(true));
     }
 }
+
+/// Why a panic in a forked child has no trace.
+const FORKED_CHILD: &str =
+    "a forked child: a lock the trace needs may be held by a parent's thread that did not survive the fork";
 
 /// Writes `report`'s record as the hook wrote it, with `trace` as its backtrace: the record
 /// writer's share of a panic's cost, for crashguard's benchmarks.

@@ -45,11 +45,13 @@ use crate::config::{MAX_RECORD_BYTES, MIN_RECORD_BYTES};
 
 mod json;
 pub(crate) mod keys;
+mod stderr;
 mod writer;
 
 #[cfg(fatal_signals)]
 pub(crate) use json::LossyUtf8;
 pub(crate) use json::Record;
+pub(crate) use stderr::prepare as prepare_stderr;
 pub(crate) use writer::{forget_writers_after_fork, Wait};
 
 /// Ends a string value that was cut to keep the record within its limit.

@@ -89,7 +89,8 @@ pub fn shutdown_token() -> CancellationToken {
 /// Whether shutdown has started (a signal arrived, or `main` returned). Readiness checks should
 /// fail from then on.
 pub fn is_shutting_down() -> bool {
-    state().started.load(Ordering::SeqCst)
+    let state = state();
+    state.started.load(Ordering::SeqCst) || state.signals.load(Ordering::SeqCst) > 0
 }
 
 /// Registers a hook to run after `main` returns (close pools, flush buffers). Hooks run last
@@ -195,6 +196,11 @@ fn on_signal(signal: i32) {
     if state.signals.fetch_add(1, Ordering::SeqCst) > 0 {
         exit_process(128 + signal, ExitReason::SecondSignal(signal));
     }
+    // Readiness is off (`signals` counts this one) and the deadline counts from now, whatever
+    // the record below waits for a stalled log reader; the shutdown signal follows the record,
+    // so that the record comes before anything the application does on it.
+    let since = Instant::now();
+    *lock(&state.signal_started) = Some((signal, since));
     let grace_period = crate::state::settings().grace_period;
     let interactive = signal == libc::SIGINT;
     record::emit(
@@ -226,25 +232,42 @@ fn on_signal(signal: i32) {
             );
         },
     );
-    *lock(&state.signal_started) = Some((signal, Instant::now()));
-    begin(Instant::now(), crate::state::settings().shutdown_delay);
+    begin(since, crate::state::settings().shutdown_delay, Deadline::Armed);
 }
 
-/// Begins shutdown once: readiness off, then after `delay` the shutdown signal, and the deadline.
-fn begin(since: Instant, delay: Duration) {
+/// Whether a shutdown's deadline is armed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    Armed,
+    /// Nothing is left to bound: `main` returned and no hook is registered.
+    None,
+}
+
+/// Begins shutdown once: readiness off, then after `delay` (never past the deadline) the
+/// shutdown signal, and the deadline, counted from `since`.
+fn begin(since: Instant, delay: Duration, deadline: Deadline) {
     let state = state();
     if state.started.swap(true, Ordering::SeqCst) {
         return;
     }
+    if deadline == Deadline::None && delay.is_zero() {
+        state.token.cancel();
+        return;
+    }
     let grace_period = crate::state::settings().grace_period;
-    let deadline = since + grace_period.saturating_sub(exit_margin(grace_period));
+    let deadline_at = since
+        .checked_add(grace_period.saturating_sub(exit_margin(grace_period)))
+        .unwrap_or(since);
+    let signal_at = since.checked_add(delay).unwrap_or(deadline_at).min(deadline_at);
     let armed = std::thread::Builder::new()
         .name("crashguard-deadline".into())
         .spawn(move || {
-            sleep_until(since + delay);
+            sleep_until(signal_at);
             state.token.cancel();
-            sleep_until(deadline);
-            deadline_passed(grace_period);
+            if deadline == Deadline::Armed {
+                sleep_until(deadline_at);
+                deadline_passed(grace_period);
+            }
         });
     if armed.is_err() {
         // Without a deadline thread the signal still has to reach the application.
@@ -322,8 +345,15 @@ pub(crate) fn stopping_signal() -> Option<(i32, Instant)> {
 pub(crate) async fn after_main() {
     let state = state();
     lock(&state.pending).retain(|p| *p != Pending::Main);
-    begin(Instant::now(), Duration::ZERO);
     let hooks = std::mem::take(&mut *lock(&state.hooks));
+    // A deadline bounds what is left to run: the hooks. With none, `main`'s own exit follows at
+    // once, and a deadline could only race it.
+    let deadline = if hooks.is_empty() {
+        Deadline::None
+    } else {
+        Deadline::Armed
+    };
+    begin(Instant::now(), Duration::ZERO, deadline);
     for (name, hook) in hooks.into_iter().rev() {
         let pending = Pending::Hook(name.clone());
         lock(&state.pending).push(pending.clone());

@@ -11,6 +11,7 @@ mod incident;
 #[cfg(fatal_signals)]
 pub(crate) use incident::prepare_for_signal_handlers;
 pub use incident::IncidentId;
+pub(crate) use incident::refresh_after_fork;
 
 struct Installed {
     settings: Settings,

@@ -30,6 +30,10 @@ pub(super) fn write(crash: &Crash) {
         incident,
     };
 
+    // Every way out ends with one exit record; this one says the signal will end the process,
+    // unless an ordinary exit already wrote its own before something crashed on the way out:
+    // then this record says it supersedes that one.
+    let writes_exit = exit::claim_exit_record();
     record::emit(
         "fatal_signal",
         Severity::Critical,
@@ -70,6 +74,9 @@ pub(super) fn write(crash: &Crash) {
                 (Some(_), WalkEnd::Outermost) => {}
                 (Some(_), end) => record.display(keys::EXCEPTION_STACKTRACE_CUT, end, 256),
             }
+            if !writes_exit {
+                record.bool(keys::EXIT_SUPERSEDED, true);
+            }
             record.display(
                 keys::PROCESS_MODULES,
                 UsedModules {
@@ -81,9 +88,7 @@ pub(super) fn write(crash: &Crash) {
         },
     );
 
-    // Every way out ends with one exit record; this one says the signal will end the process,
-    // unless an ordinary exit already wrote its own before something crashed on the way out.
-    if exit::claim_exit_record() {
+    if writes_exit {
         let reason = ExitReason::FatalSignal {
             signal: crash.signal,
             incident,

@@ -15,6 +15,8 @@ pub(crate) enum Trace<'a> {
     Full(&'a str),
     /// The trace is in `first`'s record; this is the `repeats`-th panic at its location since.
     SameAs { first: IncidentId, repeats: u64 },
+    /// No trace could be taken, for this reason.
+    Skipped(&'static str),
 }
 
 /// The panic's message, cut so that the trace still fits in the record.
@@ -103,6 +105,7 @@ fn fill_json(fields: &PanicFields<'_>, record: &mut record::Record) {
             record.display(keys::EXCEPTION_STACKTRACE_REF, first, usize::MAX);
             record.u64(keys::EXCEPTION_REPEATS, *repeats);
         }
+        Trace::Skipped(why) => record.str(keys::EXCEPTION_STACKTRACE_CUT, why),
     }
 }
 
@@ -114,10 +117,11 @@ fn tracing_wants_it() -> bool {
 /// The same fields as [`write_json`], as a `tracing` event. `tracing` needs its field names
 /// written out here; a test checks that they are the JSON record's keys.
 fn emit_tracing_event(fields: &PanicFields<'_>) {
-    let (full, same_as, repeats) = match fields.trace {
-        Trace::Omitted => (None, None, None),
-        Trace::Full(trace) => (Some(*trace), None, None),
-        Trace::SameAs { first, repeats } => (None, Some(first), Some(*repeats)),
+    let (full, same_as, repeats, cut) = match fields.trace {
+        Trace::Omitted => (None, None, None, None),
+        Trace::Full(trace) => (Some(*trace), None, None, None),
+        Trace::SameAs { first, repeats } => (None, Some(first), Some(*repeats), None),
+        Trace::Skipped(why) => (None, None, None, Some(*why)),
     };
     let (location, request) = (fields.location, fields.request);
     tracing::error!(
@@ -138,6 +142,7 @@ fn emit_tracing_event(fields: &PanicFields<'_>) {
         exception.stacktrace = full.map(|trace| Capped(trace, TRACING_TRACE_MAX_BYTES)).map(tracing::field::display),
         exception.stacktrace_ref = same_as.map(tracing::field::display),
         exception.repeats = repeats,
+        exception.stacktrace_cut = cut,
         "{}",
         fields.summary,
     );
@@ -229,6 +234,7 @@ mod tests {
                 first: IncidentId::next(),
                 repeats: 2,
             },
+            Trace::Skipped("forked"),
         ] {
             let fields = PanicFields::of(&report, &trace);
             let subscriber = FieldNames(Default::default());

@@ -43,6 +43,8 @@ pub(crate) const SIGNAL_FAULT_ADDRESS: &str = "signal.fault_address";
 pub(crate) const STACK_OVERFLOW: &str = "stack_overflow";
 pub(crate) const PANIC_IN_PROGRESS: &str = "panic.in_progress";
 pub(crate) const PROCESS_MODULES: &str = "process.modules";
+/// On a fatal signal after the exit record: that record's code is not how the process ends.
+pub(crate) const EXIT_SUPERSEDED: &str = "exit.superseded";
 
 // Shutdown.
 pub(crate) const SHUTDOWN_INTERACTIVE: &str = "shutdown.interactive";

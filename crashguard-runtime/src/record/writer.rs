@@ -62,15 +62,15 @@ fn write_short_line(line: &[u8]) {
         // Called from a handler that interrupted this thread's own long line: waiting would
         // never end. Start on a fresh line.
         if owner == current_thread_id() {
-            write_all_stderr(b"\n", Wait::Patiently);
-            write_all_stderr(line, Wait::Patiently);
+            write_all_stderr(b"\n");
+            write_all_stderr(line);
             return;
         }
         while WRITER.load(Ordering::Relaxed) != 0 {
             backoff.wait(Wait::Patiently);
         }
     }
-    write_all_stderr(line, Wait::Patiently);
+    write_all_stderr(line);
     let _ = WRITING_SHORT.try_with(|writing| writing.set(false));
     SHORT_WRITERS.fetch_sub(1, Ordering::Release);
 }
@@ -113,9 +113,9 @@ fn write_long_line(line: &[u8], wait: Wait) {
     }
     // An interrupted short line needs no newline: a pipe takes it whole or not at all.
     if leading_newline {
-        write_all_stderr(b"\n", wait);
+        write_all_stderr(b"\n");
     }
-    write_all_stderr(line, wait);
+    write_all_stderr(line);
     if holding {
         WRITER.store(0, Ordering::Release);
     }
@@ -148,56 +148,9 @@ impl Backoff {
     }
 }
 
-/// `write(2)` to fd 2 until everything is written or the write fails.
-fn write_all_stderr(mut bytes: &[u8], wait: Wait) {
-    let whole = bytes.len();
-    let mut waits = 0;
-    while !bytes.is_empty() {
-        // A dying process must not wait forever on a log reader that stopped reading (a full
-        // pipe): it would hang until the kubelet's SIGKILL and lose its exit status.
-        if wait == Wait::Bounded && !writable_within(1000) {
-            return;
-        }
-        // SAFETY: `bytes` is a valid, initialised buffer of `bytes.len()` bytes for the whole
-        // call; write(2) is async-signal-safe and only reads from it.
-        let written =
-            unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
-        if written > 0 {
-            bytes = &bytes[written as usize..];
-            continue;
-        }
-        let error = last_errno();
-        if error == libc::EINTR {
-            continue;
-        }
-        // Someone made stderr non-blocking: wait a little for room, a few times.
-        if error == libc::EAGAIN && waits < 10 && writable_within(100) {
-            waits += 1;
-            continue;
-        }
-        // EPIPE, EBADF, ENOSPC, …: the line is lost, the process goes on as it would have.
-        // Half a line would glue the next record onto it: end it, if the fd still takes it.
-        if bytes.len() < whole {
-            // SAFETY: as above, for a one-byte static buffer.
-            unsafe { libc::write(libc::STDERR_FILENO, b"\n".as_ptr().cast(), 1) };
-        }
-        return;
-    }
-}
-
-/// poll(2) for room on stderr, at most `millis`. Async-signal-safe.
-fn writable_within(millis: i32) -> bool {
-    let mut descriptor = libc::pollfd {
-        fd: libc::STDERR_FILENO,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; poll(2) is async-signal-safe.
-    unsafe { libc::poll(&mut descriptor, 1, millis) > 0 }
-}
-
-fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+/// Writes the whole line to stderr, or gives up after a bounded wait (see [`super::stderr`]).
+fn write_all_stderr(line: &[u8]) {
+    super::stderr::write_all(line);
 }
 
 /// A forked child does not have the parent's other threads, so none of them is writing a record
@@ -205,6 +158,7 @@ fn last_errno() -> i32 {
 pub(crate) fn forget_writers_after_fork() {
     extern "C" fn in_child() {
         crate::os::forget_ids_in_child();
+        crate::state::refresh_after_fork();
         WRITER.store(0, Ordering::Relaxed);
         SHORT_WRITERS.store(0, Ordering::Relaxed);
     }

@@ -1,8 +1,7 @@
 //! Incident ids: what joins a panic's record, its 500 and its termination message.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Identifies one panic: printed in its record, in the termination message and, for a request,
 /// in the 500 the client receives, so a bug report leads to the log line.
@@ -41,20 +40,44 @@ impl fmt::Display for IncidentId {
     }
 }
 
+/// The process's tag, the first half of every incident id; 0 until first needed.
+static TAG: AtomicU32 = AtomicU32::new(0);
+
 fn process_tag() -> u32 {
     use std::hash::{BuildHasher, Hasher};
-    static TAG: OnceLock<u32> = OnceLock::new();
-    *TAG.get_or_init(|| {
-        // RandomState is seeded from the OS's randomness; pid and time make forks differ too.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_nanos()),
-        );
-        hasher.finish() as u32
-    })
+    match TAG.load(Ordering::Acquire) {
+        0 => {
+            // RandomState is seeded from the OS's randomness; pid and time make forks differ.
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u32(std::process::id());
+            hasher.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |elapsed| elapsed.as_nanos()),
+            );
+            let tag = (hasher.finish() as u32).max(1);
+            match TAG.compare_exchange(0, tag, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => tag,
+                Err(first) => first,
+            }
+        }
+        tag => tag,
+    }
+}
+
+/// A forked child is another process: its incident ids must not repeat the parent's, which go on
+/// with the same sequence. Derives a new tag from the parent's and the child's pid, with integer
+/// mixing only, as a fork handler must (no allocation, no lock).
+pub(crate) fn refresh_after_fork() {
+    // SAFETY: getpid(2) has no preconditions and is async-signal-safe.
+    let pid = unsafe { libc::getpid() } as u64;
+    let parent = u64::from(TAG.load(Ordering::Relaxed));
+    // splitmix64's finaliser: every input bit moves about half the output bits.
+    let mut mixed = (parent << 32 | pid).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    mixed ^= mixed >> 31;
+    TAG.store((mixed as u32).max(1), Ordering::Release);
 }
 
 /// Makes [`IncidentId::next`] safe to call from a signal handler: the process tag is computed
