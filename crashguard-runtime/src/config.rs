@@ -272,7 +272,7 @@ impl Settings {
     fn checked(mut self, problems: &mut Vec<EnvProblem>) -> Settings {
         if self.grace_period > MAX_GRACE_PERIOD {
             problems.push(EnvProblem::adjusted(
-                "grace_period",
+                "CRASHGUARD_GRACE_PERIOD",
                 self.grace_period,
                 format!(
                     "the grace period of {} s is longer than crashguard takes; using {} s",
@@ -285,7 +285,7 @@ impl Settings {
         let longest_delay = self.grace_period / 2;
         if self.shutdown_delay > longest_delay {
             problems.push(EnvProblem::adjusted(
-                "shutdown_delay",
+                "CRASHGUARD_SHUTDOWN_DELAY",
                 self.shutdown_delay,
                 format!(
                     "the shutdown delay of {} ms would leave the drain no time before the \
@@ -303,7 +303,7 @@ impl Settings {
             if let Ok(found) = std::fs::symlink_metadata(path) {
                 if !found.file_type().is_file() {
                     problems.push(EnvProblem::adjusted(
-                        "termination_log",
+                        "CRASHGUARD_TERMINATION_LOG",
                         path,
                         format!(
                             "the termination log {} is not a regular file (a symlink, a FIFO, \

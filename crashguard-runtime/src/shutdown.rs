@@ -232,7 +232,11 @@ fn on_signal(signal: i32) {
             );
         },
     );
-    begin(since, crate::state::settings().shutdown_delay, Deadline::Armed);
+    begin(
+        since,
+        crate::state::settings().shutdown_delay,
+        Deadline::Armed,
+    );
 }
 
 /// Whether a shutdown's deadline is armed.
@@ -258,7 +262,10 @@ fn begin(since: Instant, delay: Duration, deadline: Deadline) {
     let deadline_at = since
         .checked_add(grace_period.saturating_sub(exit_margin(grace_period)))
         .unwrap_or(since);
-    let signal_at = since.checked_add(delay).unwrap_or(deadline_at).min(deadline_at);
+    let signal_at = since
+        .checked_add(delay)
+        .unwrap_or(deadline_at)
+        .min(deadline_at);
     let armed = std::thread::Builder::new()
         .name("crashguard-deadline".into())
         .spawn(move || {

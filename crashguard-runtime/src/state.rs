@@ -10,8 +10,8 @@ mod incident;
 
 #[cfg(fatal_signals)]
 pub(crate) use incident::prepare_for_signal_handlers;
-pub use incident::IncidentId;
 pub(crate) use incident::refresh_after_fork;
+pub use incident::IncidentId;
 
 struct Installed {
     settings: Settings,

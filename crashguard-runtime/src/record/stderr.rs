@@ -122,7 +122,9 @@ impl Target {
                     libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
                 ),
                 Target::Own(fd) => libc::write(fd, bytes.as_ptr().cast(), bytes.len()),
-                Target::Stderr => libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()),
+                Target::Stderr => {
+                    libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len())
+                }
             }
         };
         if written >= 0 {
