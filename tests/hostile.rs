@@ -260,3 +260,25 @@ fn a_panic_caught_in_a_thread_local_destructor_is_recorded_and_the_process_goes_
     assert_eq!(panics.len(), 2, "{:#?}", run.records);
     assert_eq!(panics[1]["exception.message"], "in a destructor");
 }
+
+#[test]
+fn a_panic_on_a_thread_with_the_smallest_stack_is_recorded_with_its_trace_and_the_process_goes_on()
+{
+    // 16 KiB is the least a thread can have (PTHREAD_STACK_MIN); the record's 16 KiB buffer and
+    // the trace's resolution must not come out of it.
+    for kib in ["16", "32", "64"] {
+        let run = support::fixture("hostile")
+            .arg("small-stacks")
+            .env("STACK_KIB", kib)
+            .run();
+        assert_eq!(run.status.code(), Some(0), "{kib} KiB: {:?}", run.status);
+        assert_eq!(run.stdout.trim(), "main goes on");
+        let panic = run.events("panic")[0];
+        assert_eq!(panic["thread.name"], "small-stack");
+        assert!(
+            str_field(panic, "exception.stacktrace")
+                .starts_with("0: hostile::run::{{closure}} at "),
+            "{kib} KiB: {panic:#?}"
+        );
+    }
+}

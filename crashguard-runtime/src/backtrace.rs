@@ -67,9 +67,56 @@ const THREAD_START: &str = "__rust_begin_short_backtrace";
 
 /// Captures the calling thread's stack and renders the user's part of it.
 pub(crate) fn capture() -> String {
-    let mut trace = backtrace::Backtrace::new_unresolved();
-    trace.resolve();
-    render(&trace)
+    let trace = backtrace::Backtrace::new_unresolved();
+    resolve_and_render(trace)
+}
+
+/// Resolves and renders `trace` on crashguard's symbolizer thread, whose stack resolution may use
+/// freely (it reads debug info, deep in gimli): the panicking thread may have only a few KiB of
+/// its own left. In place, when that thread cannot be had or this is it.
+fn resolve_and_render(mut trace: backtrace::Backtrace) -> String {
+    type Job = (backtrace::Backtrace, std::sync::mpsc::SyncSender<String>);
+    thread_local! {
+        static IS_SYMBOLIZER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static SYMBOLIZER: std::sync::OnceLock<Option<Mutex<std::sync::mpsc::Sender<Job>>>> =
+        std::sync::OnceLock::new();
+    let in_place = |mut trace: backtrace::Backtrace| {
+        trace.resolve();
+        render(&trace)
+    };
+    if IS_SYMBOLIZER.try_with(std::cell::Cell::get).unwrap_or(true) {
+        return in_place(trace);
+    }
+    let symbolizer = SYMBOLIZER.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("crashguard-symbolizer".into())
+            .spawn(move || {
+                IS_SYMBOLIZER.with(|is| is.set(true));
+                for (mut trace, answer) in queue {
+                    trace.resolve();
+                    let _ = answer.send(render(&trace));
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(jobs))
+    });
+    let Some(jobs) = symbolizer else {
+        return in_place(trace);
+    };
+    let (answer, rendered) = std::sync::mpsc::sync_channel(1);
+    let sent = jobs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send((trace, answer));
+    match sent {
+        Ok(()) => rendered.recv().unwrap_or_default(),
+        Err(std::sync::mpsc::SendError((returned, _))) => {
+            trace = returned;
+            in_place(trace)
+        }
+    }
 }
 
 fn render(trace: &backtrace::Backtrace) -> String {

@@ -45,6 +45,7 @@ use crate::config::{MAX_RECORD_BYTES, MIN_RECORD_BYTES};
 
 mod json;
 pub(crate) mod keys;
+mod pool;
 mod stderr;
 mod writer;
 
@@ -94,11 +95,54 @@ impl Severity {
     }
 }
 
-/// Builds one record where it stays, on the caller's stack, and writes it to stderr: `fill` adds
-/// the fields after the ones every record has (`time`, `severity`, `event`, `process.pid`),
-/// `message` first.
-pub(crate) fn emit(event: &str, severity: Severity, wait: Wait, fill: impl FnOnce(&mut Record)) {
-    let mut record = Record::empty(RECORD_LIMIT.load(Ordering::Relaxed));
+/// Builds one record and writes it to stderr: `fill` adds the fields after the ones every record
+/// has (`time`, `severity`, `event`, `process.pid`), `message` first.
+///
+/// The 16 KiB the record is built in are never on the caller's stack, which may be small (a
+/// thread started with a 32 KiB stack can still panic and be recorded): ordinary callers take a
+/// buffer from a small static pool, or from the heap when every one is in use. A signal handler
+/// ([`Wait::Bounded`]), which may not allocate and runs on crashguard's emergency stack, builds it
+/// there.
+pub(crate) fn emit(
+    event: &str,
+    severity: Severity,
+    wait: Wait,
+    fill: impl FnOnce(&mut Record<'_>),
+) {
+    let limit = RECORD_LIMIT.load(Ordering::Relaxed);
+    match wait {
+        Wait::Patiently => pool::with_buffer(|buffer| {
+            build_and_write(Record::empty(buffer, limit), event, severity, wait, fill)
+        }),
+        Wait::Bounded => emit_on_this_stack(limit, event, severity, fill),
+    }
+}
+
+/// [`emit`] for a signal handler: the buffer on the stack it runs on.
+#[inline(never)]
+fn emit_on_this_stack(
+    limit: usize,
+    event: &str,
+    severity: Severity,
+    fill: impl FnOnce(&mut Record<'_>),
+) {
+    let mut buffer: json::Buffer = [const { std::mem::MaybeUninit::uninit() }; MAX_RECORD_BYTES];
+    build_and_write(
+        Record::empty(&mut buffer, limit),
+        event,
+        severity,
+        Wait::Bounded,
+        fill,
+    );
+}
+
+fn build_and_write(
+    mut record: Record<'_>,
+    event: &str,
+    severity: Severity,
+    wait: Wait,
+    fill: impl FnOnce(&mut Record<'_>),
+) {
     record.begin(event, severity);
     fill(&mut record);
     writer::write_line(record.finish(), wait);

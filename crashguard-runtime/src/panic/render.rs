@@ -76,7 +76,7 @@ fn write_json(fields: &PanicFields<'_>) {
     );
 }
 
-fn fill_json(fields: &PanicFields<'_>, record: &mut record::Record) {
+fn fill_json(fields: &PanicFields<'_>, record: &mut record::Record<'_>) {
     record.display(keys::MESSAGE, &fields.summary, SUMMARY_MAX_BYTES);
     record.display(keys::INCIDENT_ID, fields.incident_id, usize::MAX);
     record.str(keys::THREAD_NAME, fields.thread_name);

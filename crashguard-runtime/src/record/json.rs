@@ -12,38 +12,45 @@ use crate::config::{MAX_RECORD_BYTES, MIN_RECORD_BYTES};
 /// Room always kept for `,"record.truncated":true}` and the newline.
 const CLOSING_RESERVE: usize = 32;
 
-/// One record being built in a fixed buffer. Nothing here allocates.
-pub(crate) struct Record {
+/// A record's worth of bytes, not initialised: `MAX_RECORD_BYTES` of them.
+pub(crate) type Buffer = [MaybeUninit<u8>; MAX_RECORD_BYTES];
+
+/// One record being built in a fixed buffer, which the caller provides (see `record::emit` for
+/// where it lives). Nothing here allocates.
+pub(crate) struct Record<'a> {
     /// `buf[..len]` is written; the rest is never read, so it is not zeroed either: clearing
     /// 16 KiB for a record of a few hundred bytes is time and cache a panic storm pays for on
     /// every record.
-    buf: [MaybeUninit<u8>; MAX_RECORD_BYTES],
+    buf: &'a mut Buffer,
     len: usize,
     limit: usize,
     truncated: bool,
 }
 
-impl Record {
+impl Record<'static> {
     /// Starts a record with the fields every record has: `time`, `severity`, `event`, and
-    /// `process.pid`.
+    /// `process.pid`, in a buffer of its own.
     #[cfg(test)]
-    pub(crate) fn new(event: &str, severity: Severity) -> Record {
+    pub(crate) fn new(event: &str, severity: Severity) -> Record<'static> {
         Record::with_limit(event, severity, MAX_RECORD_BYTES)
     }
 
     #[cfg(test)]
-    fn with_limit(event: &str, severity: Severity, limit: usize) -> Record {
-        let mut record = Record::empty(limit);
+    fn with_limit(event: &str, severity: Severity, limit: usize) -> Record<'static> {
+        let buffer = Box::leak(Box::new(
+            [const { MaybeUninit::uninit() }; MAX_RECORD_BYTES],
+        ));
+        let mut record = Record::empty(buffer, limit);
         record.begin(event, severity);
         record
     }
+}
 
-    /// A record with nothing in it. Returned as it is built, so that the caller's variable is
-    /// the buffer: filling it here and returning it would copy all 16 KiB, which cost more than
-    /// the rest of a short record.
-    pub(super) fn empty(limit: usize) -> Record {
+impl<'a> Record<'a> {
+    /// A record with nothing in it yet, to be built in `buffer`.
+    pub(super) fn empty(buffer: &'a mut Buffer, limit: usize) -> Record<'a> {
         Record {
-            buf: [const { MaybeUninit::uninit() }; MAX_RECORD_BYTES],
+            buf: buffer,
             len: 0,
             limit: limit.clamp(MIN_RECORD_BYTES, MAX_RECORD_BYTES),
             truncated: false,
@@ -91,7 +98,7 @@ impl Record {
         &mut self,
         key: &str,
         max: usize,
-        write: impl FnOnce(&mut EscapingWriter<'_>) -> fmt::Result,
+        write: impl FnOnce(&mut EscapingWriter<'_, 'a>) -> fmt::Result,
     ) {
         // Key, quotes and at least one character of value, or the field is left out.
         if !self.has_room(key.len() + 8 + TRUNCATION_MARKER.len()) {
@@ -221,8 +228,8 @@ impl Record {
 }
 
 /// Escapes what is formatted into it straight into the record, stopping at `end`.
-struct EscapingWriter<'a> {
-    record: &'a mut Record,
+struct EscapingWriter<'a, 'b> {
+    record: &'a mut Record<'b>,
     /// Where the value must end.
     end: usize,
     /// The end of the last whole character that leaves room for the truncation marker.
@@ -231,7 +238,7 @@ struct EscapingWriter<'a> {
     cut: bool,
 }
 
-impl fmt::Write for EscapingWriter<'_> {
+impl fmt::Write for EscapingWriter<'_, '_> {
     fn write_str(&mut self, mut text: &str) -> fmt::Result {
         if self.cut {
             return Err(fmt::Error);
