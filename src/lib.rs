@@ -117,9 +117,9 @@ pub use crashguard_macros::crash_guarded;
 pub mod __private {
     #[cfg(feature = "tokio")]
     pub use crashguard_runtime::__private::run_async_named;
-    pub use crashguard_runtime::__private::{run_future_named, run_named};
     #[cfg(feature = "test-hooks")]
-    pub use crashguard_runtime::__private::{symbols_ready, write_record_again};
+    pub use crashguard_runtime::__private::{record_line, symbols_ready, write_record_again};
+    pub use crashguard_runtime::__private::{run_future_named, run_named};
     #[cfg(feature = "tokio")]
     pub use crashguard_runtime::Flavor;
     pub use crashguard_runtime::{catch, catch_future, Config};

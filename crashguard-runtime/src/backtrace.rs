@@ -71,9 +71,14 @@ pub(crate) fn capture() -> String {
     resolve_and_render(trace)
 }
 
-/// Resolves and renders `trace` on crashguard's symbolizer thread, whose stack resolution may use
-/// freely (it reads debug info, deep in gimli): the panicking thread may have only a few KiB of
-/// its own left. In place, when that thread cannot be had or this is it.
+/// What resolving a trace may take of the panicking thread's stack (it reads debug info, deep in
+/// gimli), with a wide margin: 96 KiB was measured to be enough.
+const RESOLVE_STACK: usize = 256 * 1024;
+
+/// Resolves and renders `trace`: in place on a thread with stack to spare, else on crashguard's
+/// symbolizer thread, whose stack resolution may use freely (the panicking thread may have only
+/// a few KiB left; handing the trace over costs two thread wake-ups). In place, too, when that
+/// thread cannot be had or this is it.
 fn resolve_and_render(mut trace: backtrace::Backtrace) -> String {
     type Job = (backtrace::Backtrace, std::sync::mpsc::SyncSender<String>);
     thread_local! {
@@ -85,7 +90,8 @@ fn resolve_and_render(mut trace: backtrace::Backtrace) -> String {
         trace.resolve();
         render(&trace)
     };
-    if IS_SYMBOLIZER.try_with(std::cell::Cell::get).unwrap_or(true) {
+    let roomy = stack_left().is_none_or(|left| left >= RESOLVE_STACK);
+    if roomy || IS_SYMBOLIZER.try_with(std::cell::Cell::get).unwrap_or(true) {
         return in_place(trace);
     }
     let symbolizer = SYMBOLIZER.get_or_init(|| {
@@ -117,6 +123,36 @@ fn resolve_and_render(mut trace: backtrace::Backtrace) -> String {
             in_place(trace)
         }
     }
+}
+
+/// Bytes of stack left below this point on this thread, where the thread's stack is known:
+/// threads other than the main one, on Linux (the main thread's grows on demand, 8 MiB by
+/// default).
+fn stack_left() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid and gettid have no preconditions.
+        if unsafe { libc::getpid() == libc::gettid() } {
+            return None;
+        }
+        let marker = 0u8;
+        let here = std::ptr::addr_of!(marker) as usize;
+        // SAFETY: an all-zero pthread_attr_t is what pthread_getattr_np fills in; it is
+        // destroyed after use, and the stack it describes is this thread's own.
+        unsafe {
+            let mut attributes: libc::pthread_attr_t = std::mem::zeroed();
+            if libc::pthread_getattr_np(libc::pthread_self(), &mut attributes) != 0 {
+                return None;
+            }
+            let mut low: *mut libc::c_void = std::ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            let found = libc::pthread_attr_getstack(&attributes, &mut low, &mut size) == 0;
+            libc::pthread_attr_destroy(&mut attributes);
+            found.then(|| here.saturating_sub(low as usize))
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 fn render(trace: &backtrace::Backtrace) -> String {

@@ -87,4 +87,11 @@ pub mod __private {
 
     #[cfg(feature = "test-hooks")]
     pub use crate::panic::write_record_again;
+
+    /// One record with `value` in the fields `text` and `display` (when it is UTF-8) and
+    /// `bytes`, cut to `limit`: the line, for the fuzz target.
+    #[cfg(feature = "test-hooks")]
+    pub fn record_line(value: &[u8], limit: usize) -> Vec<u8> {
+        crate::record::line_for_fuzzing(value, limit)
+    }
 }

@@ -118,6 +118,22 @@ pub(crate) fn emit(
     }
 }
 
+/// One record with `value` in three fields (as text where it is UTF-8, as bytes, and through
+/// `Display`), within `limit`: the line the fuzz target checks.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn line_for_fuzzing(value: &[u8], limit: usize) -> Vec<u8> {
+    pool::with_buffer(|buffer| {
+        let mut record = Record::empty(buffer, limit);
+        record.begin("fuzz", Severity::Info);
+        if let Ok(text) = std::str::from_utf8(value) {
+            record.str("text", text);
+            record.display("display", text, usize::MAX);
+        }
+        record.bytes("bytes", value);
+        record.finish().to_vec()
+    })
+}
+
 /// [`emit`] for a signal handler: the buffer on the stack it runs on.
 #[inline(never)]
 fn emit_on_this_stack(

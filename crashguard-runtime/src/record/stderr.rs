@@ -7,7 +7,9 @@
 //! - When stderr is a pipe or FIFO, install opens a handle of crashguard's own on it
 //!   (`/proc/self/fd/2`, non-blocking): the application's fd 2 keeps its own flags, and a write
 //!   crashguard cannot make at once waits in `poll(2)` instead, for a bounded time.
-//! - A socket is written with `MSG_DONTWAIT`; a regular file or a terminal as it is.
+//! - A socket is written with `MSG_DONTWAIT`; a regular file or a terminal as it is. A pipe with
+//!   no handle of crashguard's (no `/proc`, or fd 2 pointed elsewhere after install) is polled
+//!   before each write, and written a page at a time.
 //! - Each record waits at most [`PATIENCE`] for room. One that gives up marks stderr as stalled,
 //!   and while it is, records do not wait at all: one try, then the record is lost, and the
 //!   process goes on as it would have. The first record that gets through clears the mark.
@@ -33,6 +35,8 @@ static OWN_DEVICE: AtomicU64 = AtomicU64::new(0);
 static OWN_INODE: AtomicU64 = AtomicU64::new(0);
 /// fd 2 is a socket.
 static SOCKET: AtomicBool = AtomicBool::new(false);
+/// fd 2 is a pipe crashguard has no handle of its own on: poll before writing to it.
+static BARE_PIPE: AtomicBool = AtomicBool::new(false);
 /// A record gave up waiting for room and none has got through since.
 static STALLED: AtomicBool = AtomicBool::new(false);
 /// The last record was cut short.
@@ -59,6 +63,8 @@ pub(crate) fn prepare() {
                 OWN_DEVICE.store(status.st_dev, Ordering::Relaxed);
                 OWN_INODE.store(status.st_ino, Ordering::Relaxed);
                 OWN.store(own, Ordering::Release);
+            } else {
+                BARE_PIPE.store(true, Ordering::Relaxed);
             }
         }
         _ => {}
@@ -79,8 +85,10 @@ enum Target {
     Own(i32),
     /// fd 2, a socket: `send` with `MSG_DONTWAIT`.
     Socket,
-    /// fd 2 itself, which may block: `poll` first when it is a pipe.
+    /// fd 2 itself: a file or a terminal, which take what is written.
     Stderr,
+    /// fd 2, a pipe that may be full: `poll` first, then a page at a time.
+    BarePipe,
 }
 
 impl Target {
@@ -94,9 +102,13 @@ impl Target {
             if still_the_same {
                 return Target::Own(own);
             }
+            // fd 2 is something else now: whatever it is, it may be full.
+            return Target::BarePipe;
         }
         if SOCKET.load(Ordering::Relaxed) {
             Target::Socket
+        } else if BARE_PIPE.load(Ordering::Relaxed) {
+            Target::BarePipe
         } else {
             Target::Stderr
         }
@@ -105,7 +117,7 @@ impl Target {
     fn fd(self) -> i32 {
         match self {
             Target::Own(fd) => fd,
-            Target::Socket | Target::Stderr => libc::STDERR_FILENO,
+            Target::Socket | Target::Stderr | Target::BarePipe => libc::STDERR_FILENO,
         }
     }
 
@@ -122,7 +134,7 @@ impl Target {
                     libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
                 ),
                 Target::Own(fd) => libc::write(fd, bytes.as_ptr().cast(), bytes.len()),
-                Target::Stderr => {
+                Target::Stderr | Target::BarePipe => {
                     libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len())
                 }
             }
@@ -168,7 +180,7 @@ fn write_whole(target: Target, mut bytes: &[u8], started: Instant, patience: Dur
     let whole = bytes.len();
     // fd 2 itself may block: write only when there is room, and no more than a pipe's page,
     // which the room poll(2) reports always holds.
-    let checks_first = matches!(target, Target::Stderr);
+    let checks_first = matches!(target, Target::BarePipe);
     while !bytes.is_empty() {
         let left = patience.saturating_sub(started.elapsed());
         if checks_first && !target.writable_within(left) {
