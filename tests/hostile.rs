@@ -282,3 +282,154 @@ fn a_panic_on_a_thread_with_the_smallest_stack_is_recorded_with_its_trace_and_th
         );
     }
 }
+
+/// Runs `scenario` with stderr on `stderr`, bounded by 30 s; the status, stdout and how long.
+fn run_with_stderr(
+    scenario: &str,
+    stderr: Stdio,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(fixture_path("hostile"))
+        .arg(scenario)
+        .env("CRASHGUARD_TERMINATION_LOG", "")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let status = support::wait_at_most(&mut child, Duration::from_secs(30));
+    let took = started.elapsed();
+    let mut text = String::new();
+    stdout.read_to_string(&mut text).unwrap();
+    (status, text, took)
+}
+
+#[test]
+fn stderr_on_dev_full_changes_nothing_about_how_the_process_ends() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let (status, _, took) = run_with_stderr("panic", full.into(), &[]);
+    assert_eq!(status.code(), Some(101), "{status:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn stderr_on_a_unix_socket_gets_every_record_and_one_nobody_reads_does_not_hang() {
+    use std::os::unix::net::UnixStream;
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let (status, _, _) = run_with_stderr("panic", std::os::fd::OwnedFd::from(theirs).into(), &[]);
+    assert_eq!(status.code(), Some(101), "{status:?}");
+    let mut bytes = Vec::new();
+    let mut ours = ours;
+    ours.read_to_end(&mut bytes).unwrap();
+    let records = parse_records(&bytes);
+    let events: Vec<&str> = records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["panic", "exit"]);
+
+    let (unread, theirs) = UnixStream::pair().unwrap();
+    let (status, _, took) = run_with_stderr(
+        "stalled-return",
+        std::os::fd::OwnedFd::from(theirs).into(),
+        &[],
+    );
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(unread);
+}
+
+#[test]
+fn termination_logs_that_cannot_be_written_change_nothing_about_how_the_process_ends() {
+    let directory = support::scratch_path("termination-directory");
+    std::fs::create_dir_all(&directory).unwrap();
+    let missing = support::scratch_path("no-such-directory").join("termination-log");
+    for path in [
+        directory.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        "/proc/self/mem",
+    ] {
+        let run = support::fixture("hostile")
+            .arg("panic")
+            .env("CRASHGUARD_TERMINATION_LOG", path)
+            .run();
+        assert_eq!(run.status.code(), Some(101), "{path}: {:?}", run.status);
+        assert_eq!(run.exit_record()["exit.code"], 101, "{path}");
+    }
+}
+
+#[test]
+fn two_thousand_threads_panicking_at_once_each_leave_one_record() {
+    let run = support::fixture("hostile").arg("many-threads").run();
+    assert_eq!(run.status.code(), Some(0), "{:?}", run.status);
+    assert_eq!(run.stdout.trim(), "2000 threads panicked");
+    let mut messages: Vec<&str> = run
+        .events("panic")
+        .iter()
+        .map(|r| str_field(r, "exception.message"))
+        .collect();
+    messages.sort_unstable();
+    messages.dedup();
+    assert_eq!(messages.len(), 2000);
+}
+
+#[test]
+fn random_messages_through_a_real_child_come_back_exactly() {
+    // A fixed-seed generator: every run sends the same messages, among them quotes, backslashes,
+    // control characters, ANSI escapes, forged records and every plane of Unicode.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let pieces = [
+        "\"",
+        "\\",
+        "\n",
+        "\r",
+        "\u{1b}[31m",
+        "\u{0}",
+        "}\n{\"event\":\"exit\"}",
+        "é",
+        "\u{2028}",
+        "🦀",
+        "\u{10ffff}",
+    ];
+    let mut messages = Vec::new();
+    for _ in 0..300 {
+        let mut message = String::new();
+        for _ in 0..next() % 200 {
+            match next() % 3 {
+                0 => message.push_str(pieces[(next() % pieces.len() as u64) as usize]),
+                1 => message.push(char::from_u32((next() % 0x11_0000) as u32).unwrap_or('?')),
+                _ => message.push(char::from(b' ' + (next() % 95) as u8)),
+            }
+        }
+        messages.push(message);
+    }
+    let file = support::scratch_path("messages");
+    let mut bytes = Vec::new();
+    for message in &messages {
+        bytes.extend_from_slice(&(message.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(message.as_bytes());
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let run = support::fixture("hostile")
+        .arg("messages-from-file")
+        .env("MESSAGES", file.to_str().unwrap())
+        .run();
+    assert_eq!(run.status.code(), Some(0), "{:?}", run.status);
+    let recorded: Vec<&str> = run
+        .events("panic")
+        .iter()
+        .map(|r| str_field(r, "exception.message"))
+        .collect();
+    assert_eq!(recorded, messages);
+}
