@@ -32,6 +32,7 @@ pub fn install(config: Config) {
         record::prepare_stderr();
         record::forget_writers_after_fork();
         crate::panic::install_hook(settings.backtrace, settings.keep_previous_panic_hook);
+        crate::exit::at_exit::register();
         for problem in &problems {
             report_env_problem(problem);
         }

@@ -24,6 +24,7 @@ use crate::panic::PanicReport;
 use crate::record::{self, keys, Severity};
 use crate::state::IncidentId;
 
+pub(crate) mod at_exit;
 pub(crate) mod termination;
 
 /// The most the kubelet keeps of a termination message.
@@ -121,6 +122,13 @@ pub(crate) enum ExitReason<'a> {
         pending: &'a str,
     },
     SecondSignal(i32),
+    /// Something called `exit` itself; with its code, where the C library tells it.
+    Called {
+        code: Option<i32>,
+    },
+    /// A signal whose default action ends the process, which nothing handled.
+    #[cfg_attr(not(fatal_signals), allow(dead_code))]
+    Signal(i32),
     #[cfg_attr(not(fatal_signals), allow(dead_code))]
     FatalSignal {
         signal: i32,
@@ -136,7 +144,8 @@ impl ExitReason<'_> {
             ExitReason::Error(_) => "error",
             ExitReason::Panic(_) => "panic",
             ExitReason::Deadline { .. } => "deadline",
-            ExitReason::SecondSignal(_) => "signal",
+            ExitReason::SecondSignal(_) | ExitReason::Signal(_) => "signal",
+            ExitReason::Called { .. } => "exit_called",
             ExitReason::FatalSignal { .. } => "fatal_signal",
         }
     }
@@ -188,19 +197,27 @@ pub(crate) fn exit_claimed(code: i32, reason: ExitReason<'_>) -> ! {
 pub(crate) fn write_exit_record(code: i32, reason: &ExitReason<'_>) {
     let (severity, wait) = match reason {
         ExitReason::FatalSignal { .. } => (Severity::Critical, record::Wait::Bounded),
+        ExitReason::Signal(_) => (Severity::Error, record::Wait::Bounded),
         _ if code == 0 => (Severity::Info, record::Wait::Patiently),
         _ => (Severity::Error, record::Wait::Patiently),
     };
     record::emit("exit", severity, wait, |record| {
-        record.display(
-            keys::MESSAGE,
-            format_args!("exited with {code}: {}", Detail { code, reason }),
-            2048,
-        );
-        record.i64(keys::EXIT_CODE, i64::from(code));
+        match reason {
+            ExitReason::Called { code: None } => {
+                record.display(keys::MESSAGE, Detail { code, reason }, 2048)
+            }
+            _ => record.display(
+                keys::MESSAGE,
+                format_args!("exited with {code}: {}", Detail { code, reason }),
+                2048,
+            ),
+        }
+        if !matches!(reason, ExitReason::Called { code: None }) {
+            record.i64(keys::EXIT_CODE, i64::from(code));
+        }
         record.str(keys::EXIT_REASON, reason.name());
         match reason {
-            ExitReason::SecondSignal(signal) => {
+            ExitReason::SecondSignal(signal) | ExitReason::Signal(signal) => {
                 record.str(keys::SIGNAL_NAME, signal_name(*signal));
                 record.i64(keys::SIGNAL_NUMBER, i64::from(*signal));
             }
@@ -213,7 +230,7 @@ pub(crate) fn write_exit_record(code: i32, reason: &ExitReason<'_>) {
                 record.display(keys::INCIDENT_ID, report.incident_id(), usize::MAX)
             }
             ExitReason::Error(error) => record.str_max(keys::ERROR_MESSAGE, error, 8 * 1024),
-            ExitReason::Returned | ExitReason::Shutdown { .. } => {}
+            ExitReason::Returned | ExitReason::Shutdown { .. } | ExitReason::Called { .. } => {}
         }
         record.millis(keys::PROCESS_UPTIME_MS, crate::state::uptime());
     });
@@ -249,8 +266,12 @@ impl fmt::Display for Detail<'_> {
             ExitReason::SecondSignal(signal) => {
                 write!(f, "second {} during shutdown", signal_name(*signal))
             }
-            ExitReason::FatalSignal { signal, .. } => {
+            ExitReason::FatalSignal { signal, .. } | ExitReason::Signal(signal) => {
                 write!(f, "killed by {}", signal_name(*signal))
+            }
+            ExitReason::Called { code: Some(_) } => f.write_str("exit() was called"),
+            ExitReason::Called { code: None } => {
+                f.write_str("exit() was called (the C library does not tell the code)")
             }
         }
     }

@@ -103,7 +103,8 @@ pub(crate) fn install() -> Result<(), &'static InstallError> {
             }
             stack::ensure_alternate_stack()?;
             stack::prepare_emergency_stack()?;
-            handler::register()
+            handler::register()?;
+            handler::register_terminating()
         })
         .as_ref()
         .map(|_| ())

@@ -54,6 +54,91 @@ pub(super) fn register() -> Result<(), InstallError> {
     Ok(())
 }
 
+/// Signals whose default action ends the process, which a service does not expect: when nothing
+/// else handles one, crashguard writes the exit record before the process dies by it. SIGPIPE
+/// counts only where it is not ignored (Rust programs ignore it from the start); SIGTERM and
+/// SIGINT are shutdown's, SIGQUIT is left as it is.
+pub(super) const TERMINATING_SIGNALS: [c_int; 11] = [
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGSYS,
+    libc::SIGTRAP,
+    libc::SIGPIPE,
+];
+
+/// Handles each of [`TERMINATING_SIGNALS`] that has its default action now. One the application
+/// handles already keeps its handler; one it handles later replaces crashguard's (see
+/// [`on_terminating_signal`]).
+pub(super) fn register_terminating() -> Result<(), InstallError> {
+    for &signal in &TERMINATING_SIGNALS {
+        // SAFETY: an all-zero sigaction is a valid value.
+        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: sigaction(2) with a null new action only writes the current one.
+        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut current) } != 0 {
+            return Err(InstallError::last("sigaction"));
+        }
+        if current.sa_sigaction != libc::SIG_DFL {
+            continue;
+        }
+        // SAFETY: as in `register`.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_terminating_signal as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: `action` is initialised; the previous action was the default, kept nowhere.
+        let status = unsafe {
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if status != 0 {
+            return Err(InstallError::last("sigaction"));
+        }
+    }
+    Ok(())
+}
+
+/// The handler for [`TERMINATING_SIGNALS`]: the exit record, the termination message, then death
+/// by the same signal. When it is not the signal's handler any more (a handler installed later,
+/// by signal-hook or tokio, chains to the one it replaced), the application handles the signal,
+/// and this does nothing.
+extern "C" fn on_terminating_signal(signal: c_int, _: *mut siginfo_t, _: *mut c_void) {
+    // SAFETY: as in `register_terminating`.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaction(2) with a null new action only writes the current one; it is
+    // async-signal-safe.
+    unsafe { libc::sigaction(signal, std::ptr::null(), &mut current) };
+    if current.sa_sigaction != on_terminating_signal as *const () as usize {
+        return;
+    }
+    let me = current_thread_id();
+    // A fatal signal being handled ends the process with its own records.
+    if HANDLING
+        .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    stack::on_emergency_stack(|| report::write_terminated(signal));
+    // SAFETY: restoring the default action with a zeroed sigaction (SIG_DFL) is always valid;
+    // getpid, _exit and raise are async-signal-safe.
+    unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(signal, &default, std::ptr::null_mut());
+        if libc::getpid() == 1 {
+            // The kernel drops signals PID 1 sends itself with the default action.
+            libc::_exit(128 + signal);
+        }
+        // Blocked while this handler runs; delivered, with the default action, on return.
+        libc::raise(signal);
+    }
+}
+
 /// What the handler saw, before it leaves the alternate stack.
 pub(super) struct Crash {
     pub(super) signal: c_int,

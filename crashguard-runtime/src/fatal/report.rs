@@ -98,6 +98,16 @@ pub(super) fn write(crash: &Crash) {
     termination::write(&summary);
 }
 
+/// The records of a process that a terminating signal ends: its exit record, naming the signal,
+/// and the termination message. Runs once, on the emergency stack.
+pub(super) fn write_terminated(signal: c_int) {
+    let reason = ExitReason::Signal(signal);
+    if exit::claim_exit_record() {
+        exit::write_exit_record(128 + signal, &reason);
+        termination::write(&format_args!("killed by {}", signal_name(signal)));
+    }
+}
+
 /// The thread's name as the kernel knows it (15 bytes at most); `main` for the main thread, as
 /// std calls it.
 fn thread_name_of(thread_id: i32, buffer: &mut [u8; 17]) -> &[u8] {

@@ -60,8 +60,9 @@ pub(crate) fn prepare() {
             };
             // Without /proc (or with no reader left), fd 2 it is, with poll before each write.
             if own >= 0 {
-                OWN_DEVICE.store(status.st_dev, Ordering::Relaxed);
-                OWN_INODE.store(status.st_ino, Ordering::Relaxed);
+                let (device, inode) = identity(&status);
+                OWN_DEVICE.store(device, Ordering::Relaxed);
+                OWN_INODE.store(inode, Ordering::Relaxed);
                 OWN.store(own, Ordering::Release);
             } else {
                 BARE_PIPE.store(true, Ordering::Relaxed);
@@ -71,12 +72,26 @@ pub(crate) fn prepare() {
     }
 }
 
+/// Which file a status is of: its device and inode.
+// `st_dev` is a u64 on Linux, an i32 on macOS.
+#[allow(clippy::unnecessary_cast)]
+fn identity(status: &libc::stat) -> (u64, u64) {
+    (status.st_dev as u64, status.st_ino as u64)
+}
+
 fn status_of(fd: i32) -> Option<libc::stat> {
     // SAFETY: an all-zero stat is a valid value for fstat(2) to fill in.
     let mut status: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat(2) writes only into `status`; it is async-signal-safe.
     (unsafe { libc::fstat(fd, &mut status) } == 0).then_some(status)
 }
+
+/// Don't wait; and where the system has it, no SIGPIPE for a peer that left (Rust programs
+/// ignore SIGPIPE anyway, but a library's process may not).
+#[cfg(target_os = "linux")]
+const SEND_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+#[cfg(not(target_os = "linux"))]
+const SEND_FLAGS: i32 = libc::MSG_DONTWAIT;
 
 /// Where a write goes, and how it avoids blocking.
 #[derive(Clone, Copy)]
@@ -96,8 +111,11 @@ impl Target {
         let own = OWN.load(Ordering::Acquire);
         if own >= 0 {
             let still_the_same = status_of(libc::STDERR_FILENO).is_some_and(|status| {
-                status.st_dev == OWN_DEVICE.load(Ordering::Relaxed)
-                    && status.st_ino == OWN_INODE.load(Ordering::Relaxed)
+                identity(&status)
+                    == (
+                        OWN_DEVICE.load(Ordering::Relaxed),
+                        OWN_INODE.load(Ordering::Relaxed),
+                    )
             });
             if still_the_same {
                 return Target::Own(own);
@@ -131,7 +149,7 @@ impl Target {
                     libc::STDERR_FILENO,
                     bytes.as_ptr().cast(),
                     bytes.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    SEND_FLAGS,
                 ),
                 Target::Own(fd) => libc::write(fd, bytes.as_ptr().cast(), bytes.len()),
                 Target::Stderr | Target::BarePipe => {

@@ -1,0 +1,138 @@
+//! Every way a process ends leaves one exit record, last: `exit` called by the application, and
+//! each signal whose default action ends the process, then death by that signal (or, as PID 1,
+//! 128 + n). An application's own handler for such a signal keeps it, installed before
+//! crashguard or after.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{fixture, fixture_path, parse_records, str_field};
+
+#[test]
+fn exit_called_by_the_application_leaves_one_exit_record_with_its_code() {
+    let run = fixture("endings").arg("exit-3").run();
+    assert_eq!(run.status.code(), Some(3), "{:?}", run.status);
+    let exit = run.exit_record();
+    assert_eq!(exit["exit.code"], 3);
+    assert_eq!(exit["exit.reason"], "exit_called");
+    assert_eq!(exit["message"], "exited with 3: exit() was called");
+    assert_eq!(
+        run.termination_message().as_deref(),
+        Some("exit() was called")
+    );
+}
+
+/// The signals whose default action ends the process, which crashguard records.
+const TERMINATING: [(i32, &str); 10] = [
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGUSR2, "SIGUSR2"),
+    (libc::SIGALRM, "SIGALRM"),
+    (libc::SIGVTALRM, "SIGVTALRM"),
+    (libc::SIGPROF, "SIGPROF"),
+    (libc::SIGXCPU, "SIGXCPU"),
+    (libc::SIGXFSZ, "SIGXFSZ"),
+    (libc::SIGSYS, "SIGSYS"),
+    (libc::SIGTRAP, "SIGTRAP"),
+];
+
+/// Starts `scenario` (through `launcher`), waits for `ready`, and returns the child with its
+/// stdout lines to come.
+fn start(scenario: &str, launcher: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
+    let program = fixture_path("endings");
+    let mut command = match launcher.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    };
+    let mut child = command
+        .arg(scenario)
+        .env("CRASHGUARD_TERMINATION_LOG", "")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    (child, stdout)
+}
+
+/// The pid signals go to: the child itself, or, under `unshare --pid --fork`, its only child.
+fn signal(child: &Child, signal: i32, as_pid_1: bool) {
+    let pid = if as_pid_1 {
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+        children.trim().parse().unwrap()
+    } else {
+        child.id() as i32
+    };
+    // SAFETY: kill(2) on a process of ours, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+fn finish(mut child: Child) -> (std::process::ExitStatus, Vec<support::Record>) {
+    let status = support::wait_at_most(&mut child, Duration::from_secs(20));
+    let mut stderr = Vec::new();
+    std::io::Read::read_to_end(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, parse_records(&stderr))
+}
+
+#[test]
+fn each_terminating_signal_leaves_one_exit_record_naming_it_then_death_by_it() {
+    for (number, name) in TERMINATING {
+        let (child, _) = start("wait-for-a-signal", &[]);
+        signal(&child, number, false);
+        let (status, records) = finish(child);
+        assert_eq!(status.signal(), Some(number), "{name}: {status:?}");
+        let exits: Vec<_> = records.iter().filter(|r| r["event"] == "exit").collect();
+        assert_eq!(exits.len(), 1, "{name}: {records:#?}");
+        let exit = records.last().unwrap();
+        assert_eq!(exit["event"], "exit", "{name}: the exit record is last");
+        assert_eq!(exit["exit.reason"], "signal");
+        assert_eq!(exit["signal.name"], name);
+        assert_eq!(exit["exit.code"], 128 + number);
+        assert_eq!(
+            str_field(exit, "message"),
+            format!("exited with {}: killed by {name}", 128 + number)
+        );
+    }
+}
+
+#[test]
+fn as_pid_1_a_terminating_signal_exits_128_plus_n() {
+    for (number, name) in [(libc::SIGHUP, "SIGHUP"), (libc::SIGUSR2, "SIGUSR2")] {
+        let (child, _) = start("wait-for-a-signal", &["unshare", "--pid", "--fork"]);
+        signal(&child, number, true);
+        let (status, records) = finish(child);
+        assert_eq!(status.code(), Some(128 + number), "{name}: {status:?}");
+        assert_eq!(records.last().unwrap()["signal.name"], name);
+    }
+}
+
+#[test]
+fn an_applications_own_sighup_handler_runs_and_the_process_lives_on() {
+    for scenario in ["own-handler-after", "own-handler-first"] {
+        let (child, mut stdout) = start(scenario, &[]);
+        signal(&child, libc::SIGHUP, false);
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "reloaded on SIGHUP\n", "{scenario}");
+        signal(&child, libc::SIGTERM, false);
+        let (status, records) = finish(child);
+        assert_eq!(status.code(), Some(0), "{scenario}: {status:?}");
+        let exit = records.last().unwrap();
+        assert_eq!(exit["exit.reason"], "shutdown", "{scenario}");
+        assert!(records
+            .iter()
+            .all(|r| r.get("signal.name") != Some(&"SIGHUP".into())));
+    }
+}
