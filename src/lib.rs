@@ -40,6 +40,12 @@ pub use crashguard_runtime::{
     EXIT_ERROR, EXIT_PANIC, MAX_RECORD_BYTES, MIN_RECORD_BYTES, NON_STRING_PAYLOAD,
     TERMINATION_MESSAGE_MAX_BYTES, TRUNCATION_MARKER,
 };
+/// Thread dumps (Linux on x86_64 and aarch64).
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+pub use crashguard_runtime::{dump_threads, ThreadDump};
 #[cfg(feature = "tokio")]
 pub use crashguard_runtime::{run_async, Flavor};
 

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["exit"],
     &["shutdown"],
     &["fatal"],
+    &["dumps"],
     &["entry"],
     &["http"],
 ];

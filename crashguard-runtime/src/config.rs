@@ -7,6 +7,7 @@
 //! | `CRASHGUARD_TERMINATION_LOG` | file for the termination message; empty turns it off | `/dev/termination-log` when it exists and is writable |
 //! | `CRASHGUARD_SHUTDOWN_DELAY` | time between SIGTERM and the shutdown signal, serving on while endpoints are removed | [`Config::shutdown_delay`], else 0 |
 //! | `CRASHGUARD_BACKTRACE` | `0`, `false` or `off` leaves backtraces out of panic records | on |
+//! | `CRASHGUARD_SIGQUIT` | `dump`: a thread dump, the process goes on; `exit`: the dump, then death by SIGQUIT | [`Config::exit_on_sigquit`], else `dump` |
 //!
 //! An environment value that cannot be read is reported in a `config` record at install and the
 //! code's value is used instead. This module only reads: it returns what it could not read, and
@@ -58,6 +59,7 @@ pub struct Config {
     termination_log: TerminationLog,
     max_record_bytes: usize,
     keep_previous_panic_hook: bool,
+    exit_on_sigquit: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +90,7 @@ impl Config {
             termination_log: TerminationLog::KubernetesDefault,
             max_record_bytes: MAX_RECORD_BYTES,
             keep_previous_panic_hook: false,
+            exit_on_sigquit: false,
         }
     }
 
@@ -162,6 +165,15 @@ impl Config {
         self
     }
 
+    /// What SIGQUIT does: a thread dump, after which the process goes on serving (the default,
+    /// as the JVM's `kill -3`), or, with `true`, the dump, the exit record and death by SIGQUIT
+    /// (as Go). `CRASHGUARD_SIGQUIT=exit` or `=dump` overrides it. An application's own SIGQUIT
+    /// handler keeps SIGQUIT.
+    pub fn exit_on_sigquit(mut self, exit: bool) -> Config {
+        self.exit_on_sigquit = exit;
+        self
+    }
+
     /// Applies the environment over the code's values; says which values it could not read.
     pub(crate) fn resolve(&self) -> (Settings, Vec<EnvProblem>) {
         let mut settings = Settings {
@@ -177,6 +189,7 @@ impl Config {
             },
             max_record_bytes: self.max_record_bytes,
             keep_previous_panic_hook: self.keep_previous_panic_hook,
+            exit_on_sigquit: self.exit_on_sigquit,
         };
         let mut problems = Vec::new();
         let mut env = |name: &'static str| match std::env::var(name) {
@@ -194,6 +207,7 @@ impl Config {
         let grace_period = env("CRASHGUARD_GRACE_PERIOD");
         let shutdown_delay = env("CRASHGUARD_SHUTDOWN_DELAY");
         let backtrace = env("CRASHGUARD_BACKTRACE");
+        let sigquit = env("CRASHGUARD_SIGQUIT");
         let mut duration = |variable: &'static str, value: Option<String>, into: &mut Duration| {
             let Some(value) = value else { return };
             match humantime::parse_duration(value.trim()) {
@@ -222,6 +236,17 @@ impl Config {
                     "CRASHGUARD_BACKTRACE",
                     &value,
                     "expected 1 or 0",
+                )),
+            }
+        }
+        if let Some(value) = sigquit {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "exit" => settings.exit_on_sigquit = true,
+                "dump" => settings.exit_on_sigquit = false,
+                _ => problems.push(EnvProblem::new(
+                    "CRASHGUARD_SIGQUIT",
+                    &value,
+                    "expected exit or dump",
                 )),
             }
         }
@@ -330,6 +355,7 @@ pub(crate) struct Settings {
     pub(crate) termination_log: Option<PathBuf>,
     pub(crate) max_record_bytes: usize,
     pub(crate) keep_previous_panic_hook: bool,
+    pub(crate) exit_on_sigquit: bool,
 }
 
 /// `/dev/termination-log` if this container has one we may write; checked without truncating it.

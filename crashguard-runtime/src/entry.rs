@@ -39,6 +39,11 @@ pub fn install(config: Config) {
     }
     crate::shutdown::ensure_signals();
     install_fatal_handling();
+    #[cfg(fatal_signals)]
+    {
+        crate::dumps::handle_sigquit(crate::state::settings().exit_on_sigquit);
+        crate::shutdown::before_deadline_exit(crate::dumps::dump_for_deadline);
+    }
 }
 
 fn report_env_problem(problem: &EnvProblem) {

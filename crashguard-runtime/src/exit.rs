@@ -192,6 +192,33 @@ pub(crate) fn exit_claimed(code: i32, reason: ExitReason<'_>) -> ! {
     std::process::exit(code)
 }
 
+/// Ends the process as `signal`'s default action would, after its exit record and termination
+/// message: from an ordinary thread that took the signal over (SIGQUIT, after a thread dump).
+#[cfg_attr(not(fatal_signals), allow(dead_code))]
+pub(crate) fn exit_by_signal(signal: i32) -> ! {
+    if !claim_exit_record() {
+        wait_for_the_other_exit(128 + signal);
+    }
+    let reason = ExitReason::Signal(signal);
+    write_exit_record(128 + signal, &reason);
+    termination::write(&Detail {
+        code: 128 + signal,
+        reason: &reason,
+    });
+    // SAFETY: restoring the default action with a zeroed sigaction (SIG_DFL) is always valid;
+    // raise and _exit have no preconditions.
+    unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(signal, &default, std::ptr::null_mut());
+        if libc::getpid() != 1 {
+            libc::raise(signal);
+        }
+        // PID 1 (where the kernel drops the signal), or a signal that did not end the process.
+        libc::_exit(128 + signal)
+    }
+}
+
 /// The one exit-record writer. Allocates nothing and takes no lock that can block, so a
 /// fatal-signal handler calls it too.
 pub(crate) fn write_exit_record(code: i32, reason: &ExitReason<'_>) {

@@ -13,7 +13,7 @@
 //! | backtrace, unwind | `backtrace`, `unwind` |
 //! | panic, guard | `panic`, `guard` |
 //! | exit, shutdown | `exit`, `shutdown` |
-//! | fatal | `fatal` |
+//! | fatal, dumps | `fatal`, `dumps` |
 //! | entry | `entry` |
 //! | integrations | `http` |
 
@@ -42,6 +42,9 @@ mod shutdown;
 #[cfg(fatal_signals)]
 mod fatal;
 
+#[cfg(fatal_signals)]
+mod dumps;
+
 mod entry;
 
 #[cfg(feature = "http")]
@@ -51,6 +54,8 @@ pub use config::{
     Config, DEFAULT_BACKTRACE_LOCATIONS, DEFAULT_BACKTRACE_WINDOW, DEFAULT_GRACE_PERIOD,
     DEFAULT_TERMINATION_LOG, MAX_RECORD_BYTES, MIN_RECORD_BYTES,
 };
+#[cfg(fatal_signals)]
+pub use dumps::{dump_threads, ThreadDump, MAX_THREADS};
 pub use entry::{install, run};
 #[cfg(feature = "tokio")]
 pub use entry::{run_async, Flavor};

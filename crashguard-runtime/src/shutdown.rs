@@ -311,11 +311,25 @@ impl std::fmt::Display for Pending {
     }
 }
 
+/// What runs when the deadline passes, before its exit record: the thread dump, which a layer
+/// above this one provides.
+static BEFORE_DEADLINE_EXIT: OnceLock<fn()> = OnceLock::new();
+
+/// Sets what runs when the deadline passes, before its exit record.
+#[cfg_attr(not(fatal_signals), allow(dead_code))]
+pub(crate) fn before_deadline_exit(run: fn()) {
+    let _ = BEFORE_DEADLINE_EXIT.set(run);
+}
+
 fn deadline_passed(grace_period: Duration) -> ! {
     // Claim the exit first, so that a hook finishing at this very moment cannot write `ok`
     // after our `timed_out`, nor an exit record of its own.
     if !crate::exit::claim_exit_record() {
         crate::exit::wait_for_the_other_exit(EXIT_DEADLINE);
+    }
+    // Where the drain hung: the threads still running, before the exit record.
+    if let Some(run) = BEFORE_DEADLINE_EXIT.get() {
+        run();
     }
     let pending = lock(&state().pending).clone();
     for pending in &pending {

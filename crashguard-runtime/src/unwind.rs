@@ -108,6 +108,19 @@ impl Trace {
         self.end
     }
 
+    /// The calling thread's own stack, from an ordinary thread (not a signal handler): the
+    /// system unwinder's walk, as the backtrace crate does it.
+    pub(crate) fn of_this_thread() -> Trace {
+        let mut trace = Trace::new();
+        backtrace::trace(|frame| trace.push(frame.ip() as u64 + 1));
+        trace.end = if trace.len < MAX_FRAMES {
+            WalkEnd::Outermost
+        } else {
+            WalkEnd::FrameLimit
+        };
+        trace
+    }
+
     fn push(&mut self, address: u64) -> bool {
         self.frames[self.len] = address as usize;
         self.len += 1;

@@ -46,6 +46,16 @@ pub(crate) const PROCESS_MODULES: &str = "process.modules";
 /// On a fatal signal after the exit record: that record's code is not how the process ends.
 pub(crate) const EXIT_SUPERSEDED: &str = "exit.superseded";
 
+// Thread dumps.
+pub(crate) const DUMP_ID: &str = "dump.id";
+pub(crate) const THREAD_STATE: &str = "thread.state";
+pub(crate) const CODE_STACKTRACE: &str = "code.stacktrace";
+pub(crate) const CODE_STACKTRACE_CUT: &str = "code.stacktrace_cut";
+pub(crate) const DUMP_UNANSWERED: &str = "dump.unanswered";
+pub(crate) const DUMP_THREADS: &str = "dump.threads";
+pub(crate) const DUMP_UNANSWERED_THREADS: &str = "dump.unanswered_threads";
+pub(crate) const DUMP_LEFT_OUT: &str = "dump.left_out";
+
 // Shutdown.
 pub(crate) const SHUTDOWN_INTERACTIVE: &str = "shutdown.interactive";
 pub(crate) const SHUTDOWN_GRACE_PERIOD_MS: &str = "shutdown.grace_period_ms";
