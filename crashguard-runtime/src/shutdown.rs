@@ -327,15 +327,15 @@ fn deadline_passed(grace_period: Duration) -> ! {
     if !crate::exit::claim_exit_record() {
         crate::exit::wait_for_the_other_exit(EXIT_DEADLINE);
     }
-    // Where the drain hung: the threads still running, before the exit record.
-    if let Some(run) = BEFORE_DEADLINE_EXIT.get() {
-        run();
-    }
     let pending = lock(&state().pending).clone();
     for pending in &pending {
         if let Pending::Hook(name) = pending {
             hook_record(name, "timed_out", None);
         }
+    }
+    // Where the drain hung: the threads still running, before the exit record.
+    if let Some(run) = BEFORE_DEADLINE_EXIT.get() {
+        run();
     }
     let pending = if pending.is_empty() {
         "nothing (exiting)".to_owned()
