@@ -228,8 +228,8 @@ fn an_err_from_main_exits_1_with_the_error_on_one_line() {
     );
     assert_eq!(
         run.stderr.iter().filter(|b| **b == b'\n').count(),
-        1,
-        "one line"
+        2,
+        "one line, after the start record's"
     );
     assert_eq!(
         run.termination_message().unwrap(),
@@ -295,7 +295,11 @@ fn newlines_quotes_and_control_characters_stay_inside_one_line() {
                  {\"event\":\"exit\",\"exit.code\":0}";
     assert_eq!(run.event_names(), ["panic", "exit"], "no forged record");
     assert_eq!(run.records[0]["exception.message"], nasty);
-    assert_eq!(run.stderr.iter().filter(|b| **b == b'\n').count(), 2);
+    assert_eq!(
+        run.stderr.iter().filter(|b| **b == b'\n').count(),
+        3,
+        "the start record, the panic, the exit"
+    );
     assert!(
         !run.stderr.contains(&0x1b),
         "no raw ANSI escape reaches the log"
@@ -402,7 +406,9 @@ fn with_stderr_closed_inside_the_process_writes_fail_quietly() {
     // std reopens a closed fd 2 on /dev/null before main, so close it from inside instead.
     let run = fixture("sync_main").arg("close-stderr-then-panic").run();
     assert_eq!(run.status.code(), Some(101));
-    assert!(run.stderr.is_empty());
+    // Only the start record, written before fd 2 was closed.
+    assert!(run.records.is_empty(), "{:#?}", run.records);
+    assert!(run.start.is_some());
     assert!(run
         .termination_message()
         .unwrap()
@@ -463,4 +469,42 @@ fn an_unreadable_environment_setting_is_reported_and_ignored() {
     assert_eq!(config["config.value"], "soon");
     assert!(str_field(config, "message").starts_with("ignored CRASHGUARD_GRACE_PERIOD=\"soon\""));
     assert_eq!(run.status.code(), Some(0));
+}
+
+#[test]
+fn the_first_line_is_a_start_record_naming_the_package_the_process_and_its_pod() {
+    let run = fixture("exit_code_main")
+        .env("POD_NAME", "checkout-7d9f-x2")
+        .env("POD_NAMESPACE", "shop")
+        .env("NODE_NAME", "node-3")
+        .run();
+    let start = run.start.as_ref().expect("a start record, first");
+    assert_eq!(start["severity"], "INFO");
+    assert_eq!(start["service.name"], "crashguard-fixtures");
+    assert_eq!(start["service.version"], "0.0.0");
+    assert_eq!(
+        start["message"],
+        format!(
+            "started crashguard-fixtures 0.0.0 (pid {})",
+            start["process.pid"]
+        )
+    );
+    assert!(str_field(start, "process.executable.path").ends_with("/exit_code_main"));
+    let build_id = str_field(start, "process.executable.build_id.gnu");
+    assert!(build_id.len() == 40 && build_id.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(start["k8s.pod.name"], "checkout-7d9f-x2");
+    assert_eq!(start["k8s.namespace.name"], "shop");
+    assert_eq!(start["k8s.node.name"], "node-3");
+    assert_eq!(start["shutdown.grace_period_ms"], 30_000);
+    assert_eq!(start["process.pid"], run.exit_record()["process.pid"]);
+
+    let run = fixture("exit_code_main")
+        .env("OTEL_SERVICE_NAME", "checkout")
+        .run();
+    let start = run.start.as_ref().unwrap();
+    assert_eq!(start["service.name"], "checkout");
+    assert_eq!(start["service.version"], "0.0.0");
+    for key in ["k8s.pod.name", "k8s.namespace.name", "k8s.node.name"] {
+        assert!(!start.contains_key(key), "{key} without the downward API");
+    }
 }

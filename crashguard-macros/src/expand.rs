@@ -276,7 +276,11 @@ fn expand_main(mut function: ItemFn, krate: &Path, args: &Args) -> syn::Result<T
 }
 
 fn config(krate: &Path, args: &Args) -> TokenStream {
-    let mut config = quote!(#krate::__private::Config::new());
+    // The package being built is the service: its name and version go in the `start` record.
+    let mut config = quote!(#krate::__private::Config::new().__package(
+        ::core::option_env!("CARGO_PKG_NAME"),
+        ::core::option_env!("CARGO_PKG_VERSION")
+    ));
     if let Some(grace_period) = &args.grace_period {
         let millis = u64::try_from(grace_period.value.as_millis()).unwrap_or(u64::MAX);
         config.extend(quote!(.grace_period(::core::time::Duration::from_millis(#millis))));

@@ -7,6 +7,7 @@
 //! | `CRASHGUARD_TERMINATION_LOG` | file for the termination message; empty turns it off | `/dev/termination-log` when it exists and is writable |
 //! | `CRASHGUARD_SHUTDOWN_DELAY` | time between SIGTERM and the shutdown signal, serving on while endpoints are removed | [`Config::shutdown_delay`], else 0 |
 //! | `CRASHGUARD_BACKTRACE` | `0`, `false` or `off` leaves backtraces out of panic records | on |
+//! | `OTEL_SERVICE_NAME` | the `start` record's `service.name` | [`Config::service`], which `#[crash_guarded]` sets to the package's name |
 //! | `CRASHGUARD_SIGQUIT` | `dump`: a thread dump, the process goes on; `exit`: the dump, then death by SIGQUIT | [`Config::exit_on_sigquit`], else `dump` |
 //!
 //! An environment value that cannot be read is reported in a `config` record at install and the
@@ -60,6 +61,14 @@ pub struct Config {
     max_record_bytes: usize,
     keep_previous_panic_hook: bool,
     exit_on_sigquit: bool,
+    service: Option<Service>,
+}
+
+/// What the `start` record calls the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +100,7 @@ impl Config {
             max_record_bytes: MAX_RECORD_BYTES,
             keep_previous_panic_hook: false,
             exit_on_sigquit: false,
+            service: None,
         }
     }
 
@@ -165,6 +175,26 @@ impl Config {
         self
     }
 
+    /// The program's name and version in the `start` record (`service.name`, `service.version`,
+    /// as OpenTelemetry names them). `#[crash_guarded]` sets the package's own (`CARGO_PKG_NAME`,
+    /// `CARGO_PKG_VERSION`); `OTEL_SERVICE_NAME` overrides the name.
+    pub fn service(mut self, name: impl Into<String>, version: impl Into<String>) -> Config {
+        self.service = Some(Service {
+            name: name.into(),
+            version: Some(version.into()),
+        });
+        self
+    }
+
+    /// [`Config::service`] from the package the attribute expands in, where cargo built it.
+    #[doc(hidden)]
+    pub fn __package(self, name: Option<&'static str>, version: Option<&'static str>) -> Config {
+        match (name, version) {
+            (Some(name), Some(version)) => self.service(name, version),
+            _ => self,
+        }
+    }
+
     /// What SIGQUIT does: a thread dump, after which the process goes on serving (the default,
     /// as the JVM's `kill -3`), or, with `true`, the dump, the exit record and death by SIGQUIT
     /// (as Go). `CRASHGUARD_SIGQUIT=exit` or `=dump` overrides it. An application's own SIGQUIT
@@ -190,6 +220,7 @@ impl Config {
             max_record_bytes: self.max_record_bytes,
             keep_previous_panic_hook: self.keep_previous_panic_hook,
             exit_on_sigquit: self.exit_on_sigquit,
+            service: self.service.clone(),
         };
         let mut problems = Vec::new();
         let mut env = |name: &'static str| match std::env::var(name) {
@@ -208,6 +239,13 @@ impl Config {
         let shutdown_delay = env("CRASHGUARD_SHUTDOWN_DELAY");
         let backtrace = env("CRASHGUARD_BACKTRACE");
         let sigquit = env("CRASHGUARD_SIGQUIT");
+        if let Some(name) = env("OTEL_SERVICE_NAME").filter(|name| !name.trim().is_empty()) {
+            let version = settings.service.take().and_then(|service| service.version);
+            settings.service = Some(Service {
+                name: name.trim().to_owned(),
+                version,
+            });
+        }
         let mut duration = |variable: &'static str, value: Option<String>, into: &mut Duration| {
             let Some(value) = value else { return };
             match humantime::parse_duration(value.trim()) {
@@ -356,6 +394,7 @@ pub(crate) struct Settings {
     pub(crate) max_record_bytes: usize,
     pub(crate) keep_previous_panic_hook: bool,
     pub(crate) exit_on_sigquit: bool,
+    pub(crate) service: Option<Service>,
 }
 
 /// `/dev/termination-log` if this container has one we may write; checked without truncating it.

@@ -9,6 +9,8 @@ use crate::guard::{catch, catch_future};
 use crate::panic::PanicReport;
 use crate::record::{self, keys, Severity};
 
+mod start;
+
 /// Installs crashguard for this process: the environment is read, the panic hook replaces the
 /// previous one, SIGTERM and SIGINT start a graceful shutdown, and fatal signals leave a record
 /// before the process dies by them (on Linux; elsewhere a `config` record says they will not).
@@ -33,12 +35,17 @@ pub fn install(config: Config) {
         record::forget_writers_after_fork();
         crate::panic::install_hook(settings.backtrace, settings.keep_previous_panic_hook);
         crate::exit::at_exit::register();
+        // The start record comes first, once the modules (and so the build id) are read.
+        let fatal = fatal_handling();
+        start::write();
         for problem in &problems {
             report_env_problem(problem);
         }
+        if let Err(message) = fatal {
+            report_no_fatal_handling(&message);
+        }
     }
     crate::shutdown::ensure_signals();
-    install_fatal_handling();
     #[cfg(fatal_signals)]
     {
         crate::dumps::handle_sigquit(crate::state::settings().exit_on_sigquit);
@@ -64,32 +71,30 @@ fn report_env_problem(problem: &EnvProblem) {
     );
 }
 
-/// Installs the fatal-signal handlers, or says once, in a `config` record, why there are none.
-fn install_fatal_handling() {
-    static REPORTED: std::sync::Once = std::sync::Once::new();
+/// Installs the fatal-signal handlers; why there are none, if there are none.
+fn fatal_handling() -> Result<(), String> {
     #[cfg(fatal_signals)]
-    let outcome = crate::fatal::install()
+    return crate::fatal::install()
         .map_err(|error| format!("fatal signals will leave no record: {error}"));
     #[cfg(not(fatal_signals))]
-    let outcome: Result<(), String> = Err(format!(
+    Err(format!(
         "fatal signals will leave no record: crashguard handles them on Linux (x86_64, aarch64) \
          only, not on {} {}",
         std::env::consts::OS,
         std::env::consts::ARCH
-    ));
-    if let Err(message) = outcome {
-        REPORTED.call_once(|| {
-            record::emit(
-                "config",
-                Severity::Warning,
-                record::Wait::Patiently,
-                |record| {
-                    record.str(keys::MESSAGE, &message);
-                    record.str(keys::CONFIG_FEATURE, "fatal_signals");
-                },
-            )
-        });
-    }
+    ))
+}
+
+fn report_no_fatal_handling(message: &str) {
+    record::emit(
+        "config",
+        Severity::Warning,
+        record::Wait::Patiently,
+        |record| {
+            record.str(keys::MESSAGE, message);
+            record.str(keys::CONFIG_FEATURE, "fatal_signals");
+        },
+    );
 }
 
 /// Runs `body` as a guarded `main`: installs crashguard with `config`, runs the body, and ends

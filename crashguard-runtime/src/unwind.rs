@@ -203,6 +203,18 @@ impl Prepared {
     }
 }
 
+/// The executable's GNU build id in hex, once [`prepare`] ran.
+pub(crate) fn executable_build_id() -> Option<String> {
+    let module = modules().iter().find(|module| module.is_executable)?;
+    (!module.build_id.is_empty()).then(|| {
+        module
+            .build_id
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    })
+}
+
 /// The modules [`prepare`] found; empty before it ran.
 pub(crate) fn modules() -> &'static [Module] {
     PREPARED.get().map_or(&[], |prepared| &prepared.modules)

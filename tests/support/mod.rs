@@ -69,6 +69,8 @@ pub struct Fixture {
 
 /// What a finished fixture left behind.
 pub struct Finished {
+    /// The `start` record, the first line of an installed process; not in `records`.
+    pub start: Option<Record>,
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: Vec<u8>,
@@ -133,7 +135,9 @@ impl Fixture {
                 _ => other.push(line.to_owned()),
             }
         }
+        let start = take_start(&mut records);
         let finished = Finished {
+            start,
             status,
             stdout: stdout.join().unwrap(),
             records,
@@ -200,8 +204,25 @@ pub fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> ExitSta
     }
 }
 
-/// Every line of stderr as a JSON object; anything else fails the test.
+/// Every line of stderr as a JSON object, less the `start` record that opens an installed
+/// process (see [`parse_records_with_start`]); anything else fails the test.
 pub fn parse_records(stderr: &[u8]) -> Vec<Record> {
+    let mut records = parse_records_with_start(stderr);
+    take_start(&mut records);
+    records
+}
+
+/// Takes the `start` record out of `records`, if they open with one: the tests of other records
+/// need not count it, and `tests/main_guard.rs` checks it.
+fn take_start(records: &mut Vec<Record>) -> Option<Record> {
+    let opens_with_start = records
+        .first()
+        .is_some_and(|record| record.get("event") == Some(&Value::from("start")));
+    opens_with_start.then(|| records.remove(0))
+}
+
+/// Every line of stderr as a JSON object; anything else fails the test.
+pub fn parse_records_with_start(stderr: &[u8]) -> Vec<Record> {
     let text = std::str::from_utf8(stderr).expect("stderr is UTF-8");
     assert!(
         text.is_empty() || text.ends_with('\n'),

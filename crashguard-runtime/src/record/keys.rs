@@ -71,6 +71,16 @@ pub(crate) const EXIT_REASON: &str = "exit.reason";
 pub(crate) const ERROR_MESSAGE: &str = "error.message";
 pub(crate) const PROCESS_UPTIME_MS: &str = "process.uptime_ms";
 
+// The start record.
+pub(crate) const SERVICE_NAME: &str = "service.name";
+pub(crate) const SERVICE_VERSION: &str = "service.version";
+pub(crate) const PROCESS_EXECUTABLE_PATH: &str = "process.executable.path";
+pub(crate) const PROCESS_EXECUTABLE_BUILD_ID: &str = "process.executable.build_id.gnu";
+pub(crate) const K8S_POD_NAME: &str = "k8s.pod.name";
+pub(crate) const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
+pub(crate) const K8S_NODE_NAME: &str = "k8s.node.name";
+pub(crate) const CGROUP_MEMORY_LIMIT_BYTES: &str = "cgroup.memory.limit_bytes";
+
 // Settings.
 pub(crate) const CONFIG_VARIABLE: &str = "config.variable";
 pub(crate) const CONFIG_VALUE: &str = "config.value";

@@ -1,0 +1,96 @@
+//! The `start` record: the first line of every installed process, saying what it is and where
+//! it runs. A `start` with no `exit` of the same process (`process.pid` and `k8s.pod.name`) is a
+//! process killed without a word: SIGKILL after the grace period, or the OOM killer.
+
+use crate::record::{self, keys, Severity};
+
+/// The downward API variables a pod spec maps its identity to (documented in the README).
+const DOWNWARD_API: [(&str, &str); 3] = [
+    ("POD_NAME", keys::K8S_POD_NAME),
+    ("POD_NAMESPACE", keys::K8S_NAMESPACE_NAME),
+    ("NODE_NAME", keys::K8S_NODE_NAME),
+];
+
+pub(super) fn write() {
+    let settings = crate::state::settings();
+    let executable = std::env::current_exe().ok();
+    let memory_limit = memory_limit();
+    let build_id = build_id();
+    let identity: Vec<(&str, String)> = DOWNWARD_API
+        .iter()
+        .filter_map(|(variable, key)| {
+            let value = std::env::var(variable).ok()?;
+            (!value.is_empty()).then_some((*key, value))
+        })
+        .collect();
+    let name = settings
+        .service
+        .as_ref()
+        .map(|service| service.name.as_str());
+    let version = settings
+        .service
+        .as_ref()
+        .and_then(|service| service.version.as_deref());
+    record::emit("start", Severity::Info, record::Wait::Patiently, |record| {
+        record.display(
+            keys::MESSAGE,
+            format_args!(
+                "started {}{}{} (pid {})",
+                name.unwrap_or("the process"),
+                if version.is_some() { " " } else { "" },
+                version.unwrap_or(""),
+                crate::os::process_id()
+            ),
+            1024,
+        );
+        if let Some(name) = name {
+            record.str(keys::SERVICE_NAME, name);
+        }
+        if let Some(version) = version {
+            record.str(keys::SERVICE_VERSION, version);
+        }
+        if let Some(executable) = &executable {
+            record.display(keys::PROCESS_EXECUTABLE_PATH, executable.display(), 1024);
+        }
+        if let Some(build_id) = &build_id {
+            record.str(keys::PROCESS_EXECUTABLE_BUILD_ID, build_id);
+        }
+        for (key, value) in &identity {
+            record.str_max(key, value, 256);
+        }
+        if let Some(limit) = memory_limit {
+            record.u64(keys::CGROUP_MEMORY_LIMIT_BYTES, limit);
+        }
+        record.millis(keys::SHUTDOWN_GRACE_PERIOD_MS, settings.grace_period);
+    });
+}
+
+/// The executable's GNU build id, in hex, where crashguard read its modules.
+fn build_id() -> Option<String> {
+    #[cfg(fatal_signals)]
+    return crate::unwind::executable_build_id();
+    #[cfg(not(fatal_signals))]
+    None
+}
+
+/// The memory limit of this process's cgroup: v2's `memory.max`, else v1's
+/// `memory.limit_in_bytes`; `None` when there is none (`max`, or v1's "unlimited" number) or
+/// neither can be read.
+fn memory_limit() -> Option<u64> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let v2 = cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map(|path| format!("/sys/fs/cgroup{}/memory.max", path.trim_end_matches('/')));
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let text = v2
+        .as_deref()
+        .and_then(read)
+        .or_else(|| read("/sys/fs/cgroup/memory.max"))
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))?;
+    // v1 says "no limit" with the largest page-aligned i64.
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&limit| limit < 1 << 62)
+}
