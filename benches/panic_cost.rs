@@ -74,6 +74,11 @@ fn run_child(index: usize) {
     command
         .args(std::env::args_os().skip(1))
         .env(CASE_VARIABLE, index.to_string())
+        // A real file, so that the watcher's look writes its message as in a pod.
+        .env(
+            "CRASHGUARD_TERMINATION_LOG",
+            std::env::temp_dir().join("crashguard-bench-termination-log"),
+        )
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
         .env_remove("CRASHGUARD_BACKTRACE")
@@ -98,6 +103,7 @@ fn measure(index: usize) {
         });
     if case.record_writer {
         record_writer(&mut criterion);
+        watcher(&mut criterion);
     }
     criterion.final_summary();
 }
@@ -122,5 +128,13 @@ fn record_writer(criterion: &mut Criterion) {
     group.bench_function("panic record, 20-frame trace", |b| {
         b.iter(|| crashguard::__private::write_record_again(black_box(&report), Some(&trace)))
     });
+    group.finish();
+}
+
+/// One look of the watcher: the process's memory and its cgroup's read, the termination message
+/// written in advance. It looks every 5 s by default: the share of a core is this time / 5 s.
+fn watcher(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("watcher");
+    group.bench_function("one look", |b| b.iter(crashguard::__private::watch_once));
     group.finish();
 }

@@ -124,7 +124,9 @@ pub mod __private {
     #[cfg(feature = "tokio")]
     pub use crashguard_runtime::__private::run_async_named;
     #[cfg(feature = "test-hooks")]
-    pub use crashguard_runtime::__private::{record_line, symbols_ready, write_record_again};
+    pub use crashguard_runtime::__private::{
+        record_line, symbols_ready, watch_once, write_record_again,
+    };
     pub use crashguard_runtime::__private::{run_future_named, run_named};
     #[cfg(feature = "tokio")]
     pub use crashguard_runtime::Flavor;

@@ -43,6 +43,14 @@ const TERMINATING: [(i32, &str); 10] = [
 /// Starts `scenario` (through `launcher`), waits for `ready`, and returns the child with its
 /// stdout lines to come.
 fn start(scenario: &str, launcher: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
+    start_with(scenario, launcher, &[("CRASHGUARD_TERMINATION_LOG", "")])
+}
+
+fn start_with(
+    scenario: &str,
+    launcher: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, BufReader<std::process::ChildStdout>) {
     let program = fixture_path("endings");
     let mut command = match launcher.split_first() {
         Some((first, rest)) => {
@@ -54,7 +62,7 @@ fn start(scenario: &str, launcher: &[&str]) -> (Child, BufReader<std::process::C
     };
     let mut child = command
         .arg(scenario)
-        .env("CRASHGUARD_TERMINATION_LOG", "")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -135,4 +143,83 @@ fn an_applications_own_sighup_handler_runs_and_the_process_lives_on() {
             .iter()
             .all(|r| r.get("signal.name") != Some(&"SIGHUP".into())));
     }
+}
+
+/// A cgroup directory of the test's own: the memory files crashguard reads.
+fn fake_cgroup(usage: u64, limit: u64) -> std::path::PathBuf {
+    let directory = support::scratch_path("cgroup");
+    std::fs::create_dir_all(&directory).unwrap();
+    std::fs::write(directory.join("memory.current"), format!("{usage}\n")).unwrap();
+    std::fs::write(directory.join("memory.max"), format!("{limit}\n")).unwrap();
+    directory
+}
+
+#[test]
+fn a_process_killed_without_a_word_leaves_the_termination_message_written_in_advance() {
+    let cgroup = fake_cgroup(100 << 20, 512 << 20);
+    let termination_log = support::scratch_path("termination-log");
+    let env = [
+        (
+            "CRASHGUARD_TERMINATION_LOG",
+            termination_log.to_str().unwrap(),
+        ),
+        ("CRASHGUARD_CGROUP", cgroup.to_str().unwrap()),
+        ("CRASHGUARD_WATCH_INTERVAL", "200ms"),
+    ];
+    let (child, _) = start_with("wait-for-a-signal", &[], &env);
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, libc::SIGKILL, false);
+    let (status, records) = finish(child);
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert!(
+        records.iter().all(|r| r["event"] != "exit"),
+        "SIGKILL runs no code"
+    );
+    let message = std::fs::read_to_string(&termination_log).unwrap();
+    assert!(
+        message.starts_with(
+            "killed without a record (SIGKILL: the grace period ran out, or the OOM killer); \
+             last seen 20"
+        ),
+        "{message}"
+    );
+    assert!(message.contains(", up 1 s, RSS "), "{message}");
+    assert!(message.ends_with(" of a 512 MiB limit"), "{message}");
+
+    // The next process in the same container ends cleanly: no stale claim is left.
+    let clean = fixture("sync_main")
+        .arg("return")
+        .env(
+            "CRASHGUARD_TERMINATION_LOG",
+            termination_log.to_str().unwrap(),
+        )
+        .run();
+    assert_eq!(clean.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&termination_log).unwrap(),
+        "main returned"
+    );
+}
+
+#[test]
+fn memory_near_the_cgroups_limit_leaves_a_memory_pressure_record() {
+    let cgroup = fake_cgroup(950, 1000);
+    let env = [
+        ("CRASHGUARD_TERMINATION_LOG", ""),
+        ("CRASHGUARD_CGROUP", cgroup.to_str().unwrap()),
+    ];
+    let (child, _) = start_with("wait-for-a-signal", &[], &env);
+    signal(&child, libc::SIGUSR1, false);
+    let (_, records) = finish(child);
+    let pressure = records
+        .iter()
+        .find(|r| r["event"] == "memory_pressure")
+        .unwrap_or_else(|| panic!("{records:#?}"));
+    assert_eq!(pressure["severity"], "WARNING");
+    assert_eq!(pressure["cgroup.memory.usage_bytes"], 950);
+    assert_eq!(pressure["cgroup.memory.limit_bytes"], 1000);
+    assert!(str_field(pressure, "message").starts_with("memory at 95% of the cgroup's limit"));
+    let exit = records.last().unwrap();
+    assert_eq!(exit["cgroup.memory.limit_bytes"], 1000);
+    assert!(exit["process.memory.peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
 }

@@ -62,9 +62,9 @@ fn a_main_that_returns_exits_0_with_a_single_exit_record() {
     );
     assert_eq!(run.stdout, "returned normally\n");
     assert_eq!(
-        run.termination_message(),
-        None,
-        "a clean exit writes no termination message"
+        run.termination_message().as_deref(),
+        Some("main returned"),
+        "a clean exit replaces the message written in advance with its own"
     );
 }
 

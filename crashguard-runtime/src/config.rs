@@ -7,6 +7,9 @@
 //! | `CRASHGUARD_TERMINATION_LOG` | file for the termination message; empty turns it off | `/dev/termination-log` when it exists and is writable |
 //! | `CRASHGUARD_SHUTDOWN_DELAY` | time between SIGTERM and the shutdown signal, serving on while endpoints are removed | [`Config::shutdown_delay`], else 0 |
 //! | `CRASHGUARD_BACKTRACE` | `0`, `false` or `off` leaves backtraces out of panic records | on |
+//! | `CRASHGUARD_WATCH_INTERVAL` | how often the termination message written in advance is refreshed and memory looked at; `0` turns it off | [`Config::watch_interval`], else 5 s |
+//! | `CRASHGUARD_MEMORY_PRESSURE` | the share of the memory limit, in percent, that makes a `memory_pressure` record | [`Config::memory_pressure_percent`], else 90 |
+//! | `CRASHGUARD_CGROUP` | the cgroup directory whose memory files crashguard reads | the process's own |
 //! | `OTEL_SERVICE_NAME` | the `start` record's `service.name` | [`Config::service`], which `#[crash_guarded]` sets to the package's name |
 //! | `CRASHGUARD_SIGQUIT` | `dump`: a thread dump, the process goes on; `exit`: the dump, then death by SIGQUIT | [`Config::exit_on_sigquit`], else `dump` |
 //!
@@ -62,7 +65,15 @@ pub struct Config {
     keep_previous_panic_hook: bool,
     exit_on_sigquit: bool,
     service: Option<Service>,
+    watch_interval: Duration,
+    memory_pressure_percent: u8,
 }
+
+/// How often the watcher refreshes the termination message and looks at memory, by default.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The share of the memory limit at which a `memory_pressure` record is written, by default.
+pub const DEFAULT_MEMORY_PRESSURE_PERCENT: u8 = 90;
 
 /// What the `start` record calls the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +112,8 @@ impl Config {
             keep_previous_panic_hook: false,
             exit_on_sigquit: false,
             service: None,
+            watch_interval: DEFAULT_WATCH_INTERVAL,
+            memory_pressure_percent: DEFAULT_MEMORY_PRESSURE_PERCENT,
         }
     }
 
@@ -195,6 +208,21 @@ impl Config {
         }
     }
 
+    /// How often the watcher thread refreshes the termination message written in advance (what a
+    /// process killed without a word leaves) and looks at the memory (5 s by default).
+    /// `CRASHGUARD_WATCH_INTERVAL` overrides it; zero turns the watcher off.
+    pub fn watch_interval(mut self, interval: Duration) -> Config {
+        self.watch_interval = interval;
+        self
+    }
+
+    /// The share of the cgroup's memory limit, in percent, at which a `memory_pressure` record is
+    /// written (90 by default; at most once a minute). `CRASHGUARD_MEMORY_PRESSURE` overrides it.
+    pub fn memory_pressure_percent(mut self, percent: u8) -> Config {
+        self.memory_pressure_percent = percent.clamp(1, 100);
+        self
+    }
+
     /// What SIGQUIT does: a thread dump, after which the process goes on serving (the default,
     /// as the JVM's `kill -3`), or, with `true`, the dump, the exit record and death by SIGQUIT
     /// (as Go). `CRASHGUARD_SIGQUIT=exit` or `=dump` overrides it. An application's own SIGQUIT
@@ -221,6 +249,9 @@ impl Config {
             keep_previous_panic_hook: self.keep_previous_panic_hook,
             exit_on_sigquit: self.exit_on_sigquit,
             service: self.service.clone(),
+            watch_interval: self.watch_interval,
+            memory_pressure_percent: self.memory_pressure_percent,
+            cgroup: std::env::var_os("CRASHGUARD_CGROUP").map(PathBuf::from),
         };
         let mut problems = Vec::new();
         let mut env = |name: &'static str| match std::env::var(name) {
@@ -239,6 +270,8 @@ impl Config {
         let shutdown_delay = env("CRASHGUARD_SHUTDOWN_DELAY");
         let backtrace = env("CRASHGUARD_BACKTRACE");
         let sigquit = env("CRASHGUARD_SIGQUIT");
+        let watch_interval = env("CRASHGUARD_WATCH_INTERVAL");
+        let memory_pressure = env("CRASHGUARD_MEMORY_PRESSURE");
         if let Some(name) = env("OTEL_SERVICE_NAME").filter(|name| !name.trim().is_empty()) {
             let version = settings.service.take().and_then(|service| service.version);
             settings.service = Some(Service {
@@ -263,6 +296,21 @@ impl Config {
             shutdown_delay,
             &mut settings.shutdown_delay,
         );
+        duration(
+            "CRASHGUARD_WATCH_INTERVAL",
+            watch_interval,
+            &mut settings.watch_interval,
+        );
+        if let Some(value) = memory_pressure {
+            match value.trim().trim_end_matches('%').parse::<u8>() {
+                Ok(percent @ 1..=100) => settings.memory_pressure_percent = percent,
+                _ => problems.push(EnvProblem::new(
+                    "CRASHGUARD_MEMORY_PRESSURE",
+                    &value,
+                    "expected a percentage from 1 to 100",
+                )),
+            }
+        }
         if let Some(value) = std::env::var_os("CRASHGUARD_TERMINATION_LOG") {
             settings.termination_log = (!value.is_empty()).then(|| PathBuf::from(value));
         }
@@ -395,6 +443,10 @@ pub(crate) struct Settings {
     pub(crate) keep_previous_panic_hook: bool,
     pub(crate) exit_on_sigquit: bool,
     pub(crate) service: Option<Service>,
+    pub(crate) watch_interval: Duration,
+    pub(crate) memory_pressure_percent: u8,
+    /// Where the cgroup's memory files are (`CRASHGUARD_CGROUP`), if not the process's own.
+    pub(crate) cgroup: Option<PathBuf>,
 }
 
 /// `/dev/termination-log` if this container has one we may write; checked without truncating it.

@@ -46,6 +46,7 @@ pub fn install(config: Config) {
         }
     }
     crate::shutdown::ensure_signals();
+    crate::watch::start();
     #[cfg(fatal_signals)]
     {
         crate::dumps::handle_sigquit(crate::state::settings().exit_on_sigquit);

@@ -11,8 +11,8 @@
 //! | a fatal signal | `fatal_signal` | 128 + the signal's number, by dying of it |
 //!
 //! Every way out writes exactly one exit record ([`claim_exit_record`] decides who), through one
-//! writer that allocates nothing, so that a fatal-signal handler uses it too. When the code is
-//! not 0 a short summary also goes to the termination log (see [`termination`]).
+//! writer that allocates nothing, so that a fatal-signal handler uses it too, and a short summary
+//! to the termination log (see [`termination`]), replacing the one written in advance.
 
 use std::fmt::{self, Debug};
 use std::process::ExitCode;
@@ -182,13 +182,14 @@ pub(crate) fn wait_for_the_other_exit(code: i32) -> ! {
 
 /// [`exit_process`] for a caller that already won [`claim_exit_record`].
 pub(crate) fn exit_claimed(code: i32, reason: ExitReason<'_>) -> ! {
+    // Fresh numbers for the record (a signal handler's exit record has the watcher's last).
+    crate::memory::now();
     write_exit_record(code, &reason);
-    if code != 0 {
-        termination::write(&Detail {
-            code,
-            reason: &reason,
-        });
-    }
+    // A clean end too: the message written in advance must not outlive the process.
+    termination::write(&Detail {
+        code,
+        reason: &reason,
+    });
     std::process::exit(code)
 }
 
@@ -260,6 +261,13 @@ pub(crate) fn write_exit_record(code: i32, reason: &ExitReason<'_>) {
             ExitReason::Returned | ExitReason::Shutdown { .. } | ExitReason::Called { .. } => {}
         }
         record.millis(keys::PROCESS_UPTIME_MS, crate::state::uptime());
+        let (peak_rss, limit) = crate::memory::last_known();
+        if let Some(peak_rss) = peak_rss {
+            record.u64(keys::PROCESS_MEMORY_PEAK_RSS_BYTES, peak_rss);
+        }
+        if let Some(limit) = limit {
+            record.u64(keys::CGROUP_MEMORY_LIMIT_BYTES, limit);
+        }
     });
 }
 
@@ -307,6 +315,12 @@ impl fmt::Display for Detail<'_> {
 /// Whether the caller is the one to write the process's exit record: true once, for the first
 /// caller, whether an ordinary exit or a fatal signal. Async-signal-safe.
 pub(crate) fn claim_exit_record() -> bool {
-    static CLAIMED: AtomicBool = AtomicBool::new(false);
     !CLAIMED.swap(true, Ordering::SeqCst)
 }
+
+/// Whether some way out has claimed the exit record: the process is ending.
+pub(crate) fn is_ending() -> bool {
+    CLAIMED.load(Ordering::SeqCst)
+}
+
+static CLAIMED: AtomicBool = AtomicBool::new(false);

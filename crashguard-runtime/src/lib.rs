@@ -7,12 +7,12 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | state | `os`, `config`, `state` |
+//! | state | `os`, `config`, `state`, `memory` |
 //! | record | `record` |
 //! | context | `context` |
 //! | backtrace, unwind | `backtrace`, `unwind` |
 //! | panic, guard | `panic`, `guard` |
-//! | exit, shutdown | `exit`, `shutdown` |
+//! | exit, shutdown | `exit`, `shutdown`, `watch` |
 //! | fatal, dumps | `fatal`, `dumps` |
 //! | entry | `entry` |
 //! | integrations | `http` |
@@ -24,6 +24,8 @@ mod os;
 
 mod config;
 mod state;
+
+mod memory;
 
 mod record;
 
@@ -38,6 +40,7 @@ mod panic;
 
 mod exit;
 mod shutdown;
+mod watch;
 
 #[cfg(fatal_signals)]
 mod fatal;
@@ -92,6 +95,12 @@ pub mod __private {
 
     #[cfg(feature = "test-hooks")]
     pub use crate::panic::write_record_again;
+
+    /// One look of the watcher: memory read, termination message written in advance.
+    #[cfg(feature = "test-hooks")]
+    pub fn watch_once() {
+        crate::watch::look_once();
+    }
 
     /// One record with `value` in the fields `text` and `display` (when it is UTF-8) and
     /// `bytes`, cut to `limit`: the line, for the fuzz target.

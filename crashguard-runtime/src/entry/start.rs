@@ -14,7 +14,7 @@ const DOWNWARD_API: [(&str, &str); 3] = [
 pub(super) fn write() {
     let settings = crate::state::settings();
     let executable = std::env::current_exe().ok();
-    let memory_limit = memory_limit();
+    let memory_limit = crate::memory::now().limit;
     let build_id = build_id();
     let identity: Vec<(&str, String)> = DOWNWARD_API
         .iter()
@@ -71,26 +71,4 @@ fn build_id() -> Option<String> {
     return crate::unwind::executable_build_id();
     #[cfg(not(fatal_signals))]
     None
-}
-
-/// The memory limit of this process's cgroup: v2's `memory.max`, else v1's
-/// `memory.limit_in_bytes`; `None` when there is none (`max`, or v1's "unlimited" number) or
-/// neither can be read.
-fn memory_limit() -> Option<u64> {
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let v2 = cgroup
-        .lines()
-        .find_map(|line| line.strip_prefix("0::"))
-        .map(|path| format!("/sys/fs/cgroup{}/memory.max", path.trim_end_matches('/')));
-    let read = |path: &str| std::fs::read_to_string(path).ok();
-    let text = v2
-        .as_deref()
-        .and_then(read)
-        .or_else(|| read("/sys/fs/cgroup/memory.max"))
-        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))?;
-    // v1 says "no limit" with the largest page-aligned i64.
-    text.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|&limit| limit < 1 << 62)
 }

@@ -10,6 +10,7 @@
 
 use std::ffi::CString;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use super::TERMINATION_MESSAGE_MAX_BYTES;
@@ -33,10 +34,37 @@ fn path() -> Option<&'static CString> {
     .as_ref()
 }
 
-/// Replaces the termination log's content with `message`, cut to what the kubelet keeps. A
-/// message that cannot be written changes nothing about how the process ends. Allocates nothing
-/// once [`prepare`] ran.
+/// The watcher is writing the message in advance.
+static WRITING_IN_ADVANCE: AtomicBool = AtomicBool::new(false);
+
+/// Writes what a process killed without a word leaves: unless the process is ending, whose own
+/// summary must not be overwritten by this one.
+pub(crate) fn write_in_advance(message: &dyn fmt::Display) {
+    // Announce, then look; an ending announces (claims the exit), then looks at this flag: with
+    // both sequentially consistent, one of the two sees the other.
+    WRITING_IN_ADVANCE.store(true, Ordering::SeqCst);
+    if !super::is_ending() {
+        write_file(message);
+    }
+    WRITING_IN_ADVANCE.store(false, Ordering::SeqCst);
+}
+
+/// Replaces the termination log's content with `message`, the summary of how the process
+/// ended, cut to what the kubelet keeps. A message that cannot be written changes nothing about
+/// how the process ends. Allocates nothing once [`prepare`] ran.
 pub(crate) fn write(message: &dyn fmt::Display) {
+    // A message being written in advance finishes first (a bounded wait: it takes
+    // microseconds), so that this one is the last word.
+    for _ in 0..2000 {
+        if !WRITING_IN_ADVANCE.load(Ordering::SeqCst) {
+            break;
+        }
+        crate::os::sleep(std::time::Duration::from_micros(50));
+    }
+    write_file(message);
+}
+
+fn write_file(message: &dyn fmt::Display) {
     let Some(path) = path() else {
         return;
     };

@@ -70,6 +70,11 @@ pub(crate) const EXIT_CODE: &str = "exit.code";
 pub(crate) const EXIT_REASON: &str = "exit.reason";
 pub(crate) const ERROR_MESSAGE: &str = "error.message";
 pub(crate) const PROCESS_UPTIME_MS: &str = "process.uptime_ms";
+pub(crate) const PROCESS_MEMORY_PEAK_RSS_BYTES: &str = "process.memory.peak_rss_bytes";
+
+// Memory pressure.
+pub(crate) const PROCESS_MEMORY_RSS_BYTES: &str = "process.memory.rss_bytes";
+pub(crate) const CGROUP_MEMORY_USAGE_BYTES: &str = "cgroup.memory.usage_bytes";
 
 // The start record.
 pub(crate) const SERVICE_NAME: &str = "service.name";
