@@ -69,20 +69,33 @@ fn cgroup_directory() -> Option<PathBuf> {
         return Some(directory.clone());
     }
     let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let directory =
+        |root: &str, path: &str| PathBuf::from(format!("{root}{}", path.trim_end_matches('/')));
+    // v2: `0::/path`; v1: `N:memory:/path` (or `N:…,memory,…:/path`).
     let v2 = cgroup
         .lines()
         .find_map(|line| line.strip_prefix("0::"))
-        .map(|path| PathBuf::from(format!("/sys/fs/cgroup{}", path.trim_end_matches('/'))))
-        .filter(|directory| directory.join("memory.max").exists());
-    v2.or_else(|| {
-        ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|directory| {
-                directory.join("memory.max").exists()
-                    || directory.join("memory.limit_in_bytes").exists()
-            })
-    })
+        .map(|path| directory("/sys/fs/cgroup", path))
+        .filter(|candidate| candidate.join("memory.max").exists());
+    let v1 = || {
+        let path = cgroup.lines().find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == "memory")
+                .then_some(path)
+        })?;
+        // In a container with its own cgroup namespace the path reads `/`, and the directory is
+        // the mount's root.
+        [
+            directory("/sys/fs/cgroup/memory", path),
+            PathBuf::from("/sys/fs/cgroup/memory"),
+        ]
+        .into_iter()
+        .find(|candidate| candidate.join("memory.limit_in_bytes").exists())
+    };
+    v2.or_else(v1)
 }
 
 fn read_number(path: &std::path::Path) -> Option<u64> {

@@ -14,7 +14,7 @@ const DOWNWARD_API: [(&str, &str); 3] = [
 pub(super) fn write() {
     let settings = crate::state::settings();
     let executable = std::env::current_exe().ok();
-    let memory_limit = crate::memory::now().limit;
+    let memory = crate::memory::now();
     let build_id = build_id();
     let identity: Vec<(&str, String)> = DOWNWARD_API
         .iter()
@@ -58,8 +58,15 @@ pub(super) fn write() {
         for (key, value) in &identity {
             record.str_max(key, value, 256);
         }
-        if let Some(limit) = memory_limit {
+        if let Some(limit) = memory.limit {
             record.u64(keys::CGROUP_MEMORY_LIMIT_BYTES, limit);
+        }
+        if memory.usage.is_none() {
+            record.str(
+                keys::CGROUP_MEMORY_ERROR,
+                "no cgroup memory files could be read (v2 memory.current, v1 \
+                 memory.usage_in_bytes): no memory_pressure records",
+            );
         }
         record.millis(keys::SHUTDOWN_GRACE_PERIOD_MS, settings.grace_period);
     });

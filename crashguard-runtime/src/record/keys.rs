@@ -85,6 +85,7 @@ pub(crate) const K8S_POD_NAME: &str = "k8s.pod.name";
 pub(crate) const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
 pub(crate) const K8S_NODE_NAME: &str = "k8s.node.name";
 pub(crate) const CGROUP_MEMORY_LIMIT_BYTES: &str = "cgroup.memory.limit_bytes";
+pub(crate) const CGROUP_MEMORY_ERROR: &str = "cgroup.memory.error";
 
 // Settings.
 pub(crate) const CONFIG_VARIABLE: &str = "config.variable";
