@@ -117,7 +117,7 @@ fn each_terminating_signal_leaves_one_exit_record_naming_it_then_death_by_it() {
 
 #[test]
 fn as_pid_1_a_terminating_signal_exits_128_plus_n() {
-    for (number, name) in [(libc::SIGHUP, "SIGHUP"), (libc::SIGUSR2, "SIGUSR2")] {
+    for (number, name) in TERMINATING {
         let (child, _) = start("wait-for-a-signal", &["unshare", "--pid", "--fork"]);
         signal(&child, number, true);
         let (status, records) = finish(child);
