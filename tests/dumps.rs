@@ -3,78 +3,18 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, Write};
 use std::time::Duration;
 
-use support::{fixture_path, parse_records, str_field, Record};
-
-/// The fixture, its stdout lines to come, and its stderr as it arrives.
-struct Running {
-    child: Child,
-    stdout: BufReader<std::process::ChildStdout>,
-    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    reader: std::thread::JoinHandle<()>,
-}
-
-impl Running {
-    /// Waits (30 s at most: the first dump of a debug build reads its debug info) until a
-    /// record of `event` has arrived.
-    fn wait_for(&self, event: &str) {
-        let needle = format!("\"event\":\"{event}\"");
-        let started = std::time::Instant::now();
-        while !String::from_utf8_lossy(&self.stderr.lock().unwrap()).contains(&needle) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no {event} record"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn finish(mut self) -> (std::process::ExitStatus, Vec<Record>) {
-        drop(self.child.stdin.take());
-        let status = support::wait_at_most(&mut self.child, Duration::from_secs(20));
-        self.reader.join().unwrap();
-        let bytes = self.stderr.lock().unwrap().clone();
-        (status, parse_records(&bytes))
-    }
-}
+use support::running::Running;
+use support::{fixture, str_field, Record};
 
 fn start(scenario: &str, env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(fixture_path("dumps"))
-        .arg(scenario)
-        .env("CRASHGUARD_TERMINATION_LOG", "")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut pipe = child.stderr.take().unwrap();
-    let sink = stderr.clone();
-    let reader = std::thread::spawn(move || {
-        let mut chunk = [0u8; 8192];
-        while let Ok(read @ 1..) = std::io::Read::read(&mut pipe, &mut chunk) {
-            sink.lock().unwrap().extend_from_slice(&chunk[..read]);
-        }
-    });
-    Running {
-        child,
-        stdout,
-        stderr,
-        reader,
+    let mut fixture = fixture("dumps").arg(scenario);
+    for (key, value) in env {
+        fixture = fixture.env(key, value);
     }
-}
-
-fn signal(child: &Child, signal: i32) {
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    Running::start(fixture)
 }
 
 /// The thread-dump record of the thread named `name`.
@@ -88,14 +28,14 @@ fn thread<'a>(records: &'a [Record], name: &str) -> &'a Record {
 #[test]
 fn sigquit_dumps_every_thread_and_the_service_goes_on() {
     let mut running = start("parked", &[]);
-    signal(&running.child, libc::SIGQUIT);
+    running.signal(libc::SIGQUIT);
     running.wait_for("thread_dump_summary");
     // Still serving: it answers after the dump.
     writeln!(running.child.stdin.as_mut().unwrap(), "ping").unwrap();
     let mut line = String::new();
     running.stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "pong\n");
-    signal(&running.child, libc::SIGTERM);
+    running.signal(libc::SIGTERM);
     let (status, records) = running.finish();
     assert_eq!(status.code(), Some(0), "{status:?}");
     for name in ["parked-1", "parked-2"] {
@@ -135,7 +75,7 @@ fn sigquit_dumps_every_thread_and_the_service_goes_on() {
 fn a_shutdown_that_hangs_shows_where_before_its_deadline_exit() {
     let running = start("stuck-shutdown", &[]);
     let started = std::time::Instant::now();
-    signal(&running.child, libc::SIGTERM);
+    running.signal(libc::SIGTERM);
     let (status, records) = running.finish();
     assert_eq!(status.code(), Some(124), "{status:?}");
     assert!(
@@ -164,7 +104,7 @@ fn a_shutdown_that_hangs_shows_where_before_its_deadline_exit() {
 fn with_crashguard_sigquit_exit_the_dump_is_followed_by_death_by_sigquit() {
     use std::os::unix::process::ExitStatusExt;
     let running = start("parked", &[("CRASHGUARD_SIGQUIT", "exit")]);
-    signal(&running.child, libc::SIGQUIT);
+    running.signal(libc::SIGQUIT);
     let (status, records) = running.finish();
     assert_eq!(status.signal(), Some(libc::SIGQUIT), "{status:?}");
     assert!(thread(&records, "parked-1")["code.stacktrace"]

@@ -5,12 +5,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{fixture, fixture_path, parse_records, str_field};
+use support::running::Running;
+use support::{fixture, fixture_path, program, str_field};
 
 #[test]
 fn exit_called_by_the_application_leaves_one_exit_record_with_its_code() {
@@ -40,66 +40,25 @@ const TERMINATING: [(i32, &str); 10] = [
     (libc::SIGTRAP, "SIGTRAP"),
 ];
 
-/// Starts `scenario` (through `launcher`), waits for `ready`, and returns the child with its
-/// stdout lines to come.
-fn start(scenario: &str, launcher: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
-    start_with(scenario, launcher, &[("CRASHGUARD_TERMINATION_LOG", "")])
+/// Starts `scenario` (through `launcher`) and waits for it to be ready.
+fn start(scenario: &str, launcher: &[&str]) -> Running {
+    start_with(scenario, launcher, &[])
 }
 
-fn start_with(
-    scenario: &str,
-    launcher: &[&str],
-    env: &[(&str, &str)],
-) -> (Child, BufReader<std::process::ChildStdout>) {
-    let program = fixture_path("endings");
-    let mut command = match launcher.split_first() {
-        Some((first, rest)) => {
-            let mut command = Command::new(first);
-            command.args(rest).arg(program);
-            command
-        }
-        None => Command::new(program),
-    };
-    let mut child = command
-        .arg(scenario)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    (child, stdout)
-}
-
-/// The pid signals go to: the child itself, or, under `unshare --pid --fork`, its only child.
-fn signal(child: &Child, signal: i32, as_pid_1: bool) {
-    let pid = if as_pid_1 {
-        let children =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
-        children.trim().parse().unwrap()
-    } else {
-        child.id() as i32
-    };
-    // SAFETY: kill(2) on a process of ours, not yet reaped.
-    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-}
-
-fn finish(mut child: Child) -> (std::process::ExitStatus, Vec<support::Record>) {
-    let status = support::wait_at_most(&mut child, Duration::from_secs(20));
-    let mut stderr = Vec::new();
-    std::io::Read::read_to_end(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    (status, parse_records(&stderr))
+fn start_with(scenario: &str, launcher: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut fixture = program(fixture_path("endings"), launcher).arg(scenario);
+    for (key, value) in env {
+        fixture = fixture.env(key, value);
+    }
+    Running::start(fixture)
 }
 
 #[test]
 fn each_terminating_signal_leaves_one_exit_record_naming_it_then_death_by_it() {
     for (number, name) in TERMINATING {
-        let (child, _) = start("wait-for-a-signal", &[]);
-        signal(&child, number, false);
-        let (status, records) = finish(child);
+        let running = start("wait-for-a-signal", &[]);
+        running.signal(number);
+        let (status, records) = running.finish();
         assert_eq!(status.signal(), Some(number), "{name}: {status:?}");
         let exits: Vec<_> = records.iter().filter(|r| r["event"] == "exit").collect();
         assert_eq!(exits.len(), 1, "{name}: {records:#?}");
@@ -118,9 +77,9 @@ fn each_terminating_signal_leaves_one_exit_record_naming_it_then_death_by_it() {
 #[test]
 fn as_pid_1_a_terminating_signal_exits_128_plus_n() {
     for (number, name) in TERMINATING {
-        let (child, _) = start("wait-for-a-signal", &["unshare", "--pid", "--fork"]);
-        signal(&child, number, true);
-        let (status, records) = finish(child);
+        let running = start("wait-for-a-signal", &["unshare", "--pid", "--fork"]);
+        running.signal_pid_1(number);
+        let (status, records) = running.finish();
         assert_eq!(status.code(), Some(128 + number), "{name}: {status:?}");
         assert_eq!(records.last().unwrap()["signal.name"], name);
     }
@@ -129,13 +88,13 @@ fn as_pid_1_a_terminating_signal_exits_128_plus_n() {
 #[test]
 fn an_applications_own_sighup_handler_runs_and_the_process_lives_on() {
     for scenario in ["own-handler-after", "own-handler-first"] {
-        let (child, mut stdout) = start(scenario, &[]);
-        signal(&child, libc::SIGHUP, false);
+        let mut running = start(scenario, &[]);
+        running.signal(libc::SIGHUP);
         let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
+        running.stdout.read_line(&mut line).unwrap();
         assert_eq!(line, "reloaded on SIGHUP\n", "{scenario}");
-        signal(&child, libc::SIGTERM, false);
-        let (status, records) = finish(child);
+        running.signal(libc::SIGTERM);
+        let (status, records) = running.finish();
         assert_eq!(status.code(), Some(0), "{scenario}: {status:?}");
         let exit = records.last().unwrap();
         assert_eq!(exit["exit.reason"], "shutdown", "{scenario}");
@@ -166,10 +125,10 @@ fn a_process_killed_without_a_word_leaves_the_termination_message_written_in_adv
         ("CRASHGUARD_CGROUP", cgroup.to_str().unwrap()),
         ("CRASHGUARD_WATCH_INTERVAL", "200ms"),
     ];
-    let (child, _) = start_with("wait-for-a-signal", &[], &env);
+    let running = start_with("wait-for-a-signal", &[], &env);
     std::thread::sleep(Duration::from_millis(1500));
-    signal(&child, libc::SIGKILL, false);
-    let (status, records) = finish(child);
+    running.signal(libc::SIGKILL);
+    let (status, records) = running.finish();
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     assert!(
         records.iter().all(|r| r["event"] != "exit"),
@@ -204,13 +163,10 @@ fn a_process_killed_without_a_word_leaves_the_termination_message_written_in_adv
 #[test]
 fn memory_near_the_cgroups_limit_leaves_a_memory_pressure_record() {
     let cgroup = fake_cgroup(950, 1000);
-    let env = [
-        ("CRASHGUARD_TERMINATION_LOG", ""),
-        ("CRASHGUARD_CGROUP", cgroup.to_str().unwrap()),
-    ];
-    let (child, _) = start_with("wait-for-a-signal", &[], &env);
-    signal(&child, libc::SIGUSR1, false);
-    let (_, records) = finish(child);
+    let env = [("CRASHGUARD_CGROUP", cgroup.to_str().unwrap())];
+    let running = start_with("wait-for-a-signal", &[], &env);
+    running.signal(libc::SIGUSR1);
+    let (_, records) = running.finish();
     let pressure = records
         .iter()
         .find(|r| r["event"] == "memory_pressure")

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+pub mod running;
 pub mod targets;
 
 pub type Record = Map<String, Value>;
