@@ -221,10 +221,13 @@ fn an_err_from_main_exits_1_with_the_error_on_one_line() {
     let exit = run.exit_record();
     assert_exit(exit, 1, "error");
     let error = "loading the config\n\nCaused by:\n    line one\n    line two";
-    assert_eq!(exit["error.message"], error);
     assert_eq!(
-        exit["message"],
-        format!("exited with 1: main returned an error: {error}")
+        exit["error.message"], error,
+        "the whole chain, as std prints it"
+    );
+    assert_eq!(
+        exit["message"], "exited with 1: main returned an error: loading the config",
+        "one sentence: the error's first line"
     );
     assert_eq!(
         run.stderr.iter().filter(|b| **b == b'\n').count(),
@@ -233,8 +236,35 @@ fn an_err_from_main_exits_1_with_the_error_on_one_line() {
     );
     assert_eq!(
         run.termination_message().unwrap(),
-        format!("main returned an error: {error}")
+        "main returned an error: loading the config"
     );
+    assert!(!exit.contains_key("error.stacktrace"));
+}
+
+#[test]
+fn an_errs_captured_backtrace_goes_in_a_field_of_its_own_and_the_lines_stay_short() {
+    // RUST_BACKTRACE=1, as images often set: anyhow captures a backtrace and ends its Debug
+    // with it.
+    let run = fixture("result_main")
+        .arg("error")
+        .env("RUST_BACKTRACE", "1")
+        .run();
+    assert_eq!(run.status.code(), Some(1));
+    let exit = run.exit_record();
+    assert_eq!(
+        exit["message"],
+        "exited with 1: main returned an error: loading the config"
+    );
+    assert_eq!(
+        exit["error.message"],
+        "loading the config\n\nCaused by:\n    line one\n    line two"
+    );
+    let backtrace = str_field(exit, "error.stacktrace");
+    assert!(backtrace.contains("result_main::main"), "{backtrace}");
+    assert!(!exit.contains_key("record.truncated"));
+    let termination = run.termination_message().unwrap();
+    assert_eq!(termination, "main returned an error: loading the config");
+    assert!(termination.len() < 1024);
 }
 
 #[test]
@@ -506,5 +536,30 @@ fn the_first_line_is_a_start_record_naming_the_package_the_process_and_its_pod()
     assert_eq!(start["service.version"], "0.0.0");
     for key in ["k8s.pod.name", "k8s.namespace.name", "k8s.node.name"] {
         assert!(!start.contains_key(key), "{key} without the downward API");
+    }
+}
+
+#[test]
+fn the_trace_of_a_panic_std_raises_starts_at_the_users_frame() {
+    let run = fixture("sync_main").arg("std-panics").run();
+    let functions = [
+        ("index", "index_out_of_bounds"),
+        ("unwrap", "unwrap_none"),
+        ("expect", "expect_err"),
+        ("arithmetic", "add_overflow"),
+        ("borrow", "borrow_twice"),
+        ("range", "slice_range"),
+    ];
+    let panics = run.events("panic");
+    assert_eq!(panics.len(), functions.len(), "{:#?}", run.records);
+    for (panic, (guarded, function)) in panics.iter().zip(functions) {
+        assert_eq!(panic["code.function.name"], guarded);
+        let trace = str_field(panic, "exception.stacktrace");
+        let first = trace.lines().next().unwrap();
+        assert!(
+            first.starts_with(&format!("0: sync_main::{function} at "))
+                && first.contains("fixtures/src/bin/sync_main.rs:"),
+            "{guarded}: {trace}"
+        );
     }
 }

@@ -196,6 +196,7 @@ fn render(trace: &backtrace::Backtrace) -> String {
         .position(|(name, _)| name.contains(THREAD_START))
         .filter(|&end| end >= start)
         .unwrap_or(lines.len());
+    let start = first_user_frame(&lines, start, end);
     while end > start && lines[end - 1].0.starts_with(LAUNCH) {
         end -= 1;
     }
@@ -397,6 +398,24 @@ fn without_generic_arguments(name: &str) -> std::borrow::Cow<'_, str> {
 
 /// Drops what makes paths long without telling more: the registry's cache folder before a
 /// dependency's `name-version/` and the commit hash in `/rustc/<hash>/`.
+/// Skips the frames of Rust's own library that raised the panic on the user's behalf (an index
+/// out of bounds is three frames of `core` and `alloc` above the user's): the trace starts at
+/// the user's frame, where there is one.
+fn first_user_frame(lines: &[(String, String)], start: usize, end: usize) -> usize {
+    let is_library = |(name, place): &(String, String)| {
+        let unbracketed = name.strip_prefix('<').unwrap_or(name);
+        place.starts_with("library/")
+            || (place.is_empty()
+                && ["core::", "alloc::", "std::"]
+                    .iter()
+                    .any(|library| unbracketed.starts_with(library)))
+    };
+    lines[start..end]
+        .iter()
+        .position(|line| !is_library(line))
+        .map_or(start, |first| start + first)
+}
+
 fn short_path(path: &str) -> &str {
     if let Some(index) = path.find("/registry/src/") {
         let after = &path[index + "/registry/src/".len()..];
@@ -415,6 +434,33 @@ fn short_path(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trace_starts_at_the_users_frame_past_the_librarys() {
+        let frame = |name: &str, place: &str| (name.to_owned(), place.to_owned());
+        let lines = [
+            frame(
+                "<usize as core::slice::index::SliceIndex<[T]>>::index",
+                "library/core/src/slice/index.rs:255:10",
+            ),
+            frame(
+                "core::slice::index::<impl core::ops::index::Index<I> for [T]>::index",
+                "library/core/src/slice/index.rs:16:9",
+            ),
+            frame(
+                "<alloc::vec::Vec<T,A> as core::ops::index::Index<I>>::index",
+                "library/alloc/src/vec/mod.rs:3361:9",
+            ),
+            frame("app::lookup", "src/main.rs:7:5"),
+            frame(
+                "core::ops::function::FnOnce::call_once",
+                "library/core/src/ops/function.rs:250:5",
+            ),
+        ];
+        assert_eq!(first_user_frame(&lines, 0, lines.len()), 3);
+        // Only library frames: nothing to skip to.
+        assert_eq!(first_user_frame(&lines[..3], 0, 3), 0);
+    }
 
     fn at(line: u32) -> LocationKey {
         LocationKey::new("src/main.rs", line, 5)

@@ -211,6 +211,7 @@ pub fn run_async_named<T: MainOutput>(
         }
         Err(error) => {
             let error = format!("could not start the tokio runtime: {error}");
+            let error = crate::exit::MainError::new(error);
             exit_process(crate::exit::EXIT_ERROR, ExitReason::Error(&error))
         }
     }

@@ -65,7 +65,42 @@ pub trait MainOutput: sealed::Sealed {
 #[derive(Debug)]
 pub struct MainExit {
     code: i32,
-    error: Option<String>,
+    error: Option<MainError>,
+}
+
+/// The `Err` a `main` returned, as its exit record shows it.
+#[derive(Debug)]
+pub(crate) struct MainError {
+    /// Its `Debug` text, as std's own `main` prints it (for anyhow, the message and the causes),
+    /// less a backtrace at its end.
+    chain: String,
+    /// The backtrace an error type captured and printed at the end of its `Debug` (anyhow and
+    /// eyre do with `RUST_BACKTRACE=1`).
+    backtrace: Option<String>,
+}
+
+impl MainError {
+    pub(crate) fn new(debug: String) -> MainError {
+        // anyhow ends its Debug with "\n\nStack backtrace:\n"; eyre's default with "\n\nBacktrace:".
+        let split = ["\n\nStack backtrace:\n", "\n\nBacktrace:\n"]
+            .iter()
+            .find_map(|marker| debug.find(marker).map(|at| (at, marker.len())));
+        match split {
+            Some((at, marker)) => MainError {
+                backtrace: Some(debug[at + marker..].to_owned()),
+                chain: debug[..at].to_owned(),
+            },
+            None => MainError {
+                chain: debug,
+                backtrace: None,
+            },
+        }
+    }
+
+    /// The error in one line: its first.
+    fn summary(&self) -> &str {
+        self.chain.lines().next().unwrap_or("")
+    }
 }
 
 impl MainExit {
@@ -101,7 +136,7 @@ impl<T: MainOutput, E: Debug> MainOutput for Result<T, E> {
             // Debug, as std's own `main` prints it: for anyhow that includes the causes.
             Err(error) => MainExit {
                 code: EXIT_ERROR,
-                error: Some(format!("{error:?}")),
+                error: Some(MainError::new(format!("{error:?}"))),
             },
         }
     }
@@ -115,7 +150,7 @@ pub(crate) enum ExitReason<'a> {
         signal: i32,
         since: Instant,
     },
-    Error(&'a str),
+    Error(&'a MainError),
     Panic(&'a PanicReport),
     Deadline {
         grace_period: Duration,
@@ -257,7 +292,13 @@ pub(crate) fn write_exit_record(code: i32, reason: &ExitReason<'_>) {
             ExitReason::Panic(report) => {
                 record.display(keys::INCIDENT_ID, report.incident_id(), usize::MAX)
             }
-            ExitReason::Error(error) => record.str_max(keys::ERROR_MESSAGE, error, 8 * 1024),
+            ExitReason::Error(error) => {
+                record.str_max(keys::ERROR_MESSAGE, &error.chain, 4 * 1024);
+                if let Some(backtrace) = &error.backtrace {
+                    // Last, and capped: what is cut when the record is too long.
+                    record.str_max(keys::ERROR_STACKTRACE, backtrace, 8 * 1024);
+                }
+            }
             ExitReason::Returned | ExitReason::Shutdown { .. } | ExitReason::Called { .. } => {}
         }
         record.millis(keys::PROCESS_UPTIME_MS, crate::state::uptime());
@@ -288,7 +329,7 @@ impl fmt::Display for Detail<'_> {
                 signal_name(*signal),
                 since.elapsed().as_millis()
             ),
-            ExitReason::Error(error) => write!(f, "main returned an error: {error}"),
+            ExitReason::Error(error) => write!(f, "main returned an error: {}", error.summary()),
             ExitReason::Panic(report) => write!(f, "{}", report.summary()),
             ExitReason::Deadline {
                 grace_period,

@@ -69,6 +69,7 @@ pub(crate) const HOOK_DURATION_MS: &str = "hook.duration_ms";
 pub(crate) const EXIT_CODE: &str = "exit.code";
 pub(crate) const EXIT_REASON: &str = "exit.reason";
 pub(crate) const ERROR_MESSAGE: &str = "error.message";
+pub(crate) const ERROR_STACKTRACE: &str = "error.stacktrace";
 pub(crate) const PROCESS_UPTIME_MS: &str = "process.uptime_ms";
 pub(crate) const PROCESS_MEMORY_PEAK_RSS_BYTES: &str = "process.memory.peak_rss_bytes";
 
