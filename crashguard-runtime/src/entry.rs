@@ -42,7 +42,7 @@ pub fn install(config: Config) {
             report_env_problem(problem);
         }
         if let Err(message) = fatal {
-            report_no_fatal_handling(&message);
+            record::config_warning(&message, Some("fatal_signals"));
         }
     }
     crate::shutdown::ensure_signals();
@@ -84,18 +84,6 @@ fn fatal_handling() -> Result<(), String> {
         std::env::consts::OS,
         std::env::consts::ARCH
     ))
-}
-
-fn report_no_fatal_handling(message: &str) {
-    record::emit(
-        "config",
-        Severity::Warning,
-        record::Wait::Patiently,
-        |record| {
-            record.str(keys::MESSAGE, message);
-            record.str(keys::CONFIG_FEATURE, "fatal_signals");
-        },
-    );
 }
 
 /// Runs `body` as a guarded `main`: installs crashguard with `config`, runs the body, and ends

@@ -134,6 +134,17 @@ pub(crate) fn line_for_fuzzing(value: &[u8], limit: usize) -> Vec<u8> {
     })
 }
 
+/// A `config` record (severity `WARNING`): something crashguard could not set up, and what that
+/// means; `feature` names what is missing as a result, if anything in particular is.
+pub(crate) fn config_warning(message: &str, feature: Option<&str>) {
+    emit("config", Severity::Warning, Wait::Patiently, |record| {
+        record.str(keys::MESSAGE, message);
+        if let Some(feature) = feature {
+            record.str(keys::CONFIG_FEATURE, feature);
+        }
+    });
+}
+
 /// [`emit`] for a signal handler: the buffer on the stack it runs on.
 #[inline(never)]
 fn emit_on_this_stack(

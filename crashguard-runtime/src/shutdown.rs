@@ -181,14 +181,7 @@ pub(crate) fn ensure_signals() {
 }
 
 fn report_setup_failure(problem: &str) {
-    record::emit(
-        "config",
-        Severity::Warning,
-        record::Wait::Patiently,
-        |record| {
-            record.str(keys::MESSAGE, problem);
-        },
-    );
+    record::config_warning(problem, None);
 }
 
 fn on_signal(signal: i32) {

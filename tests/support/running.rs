@@ -56,10 +56,7 @@ impl Running {
     /// Sends `signal` to the fixture started under `unshare --pid --fork`: unshare's only child,
     /// PID 1 of its namespace.
     pub fn signal_pid_1(&self, signal: i32) {
-        let children =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
-                .unwrap();
-        kill(children.trim().parse().unwrap(), signal);
+        kill(child_of(self.child.id() as i32), signal);
     }
 
     /// Waits (30 s at most: the first thread dump of a debug build reads its debug info) until a
@@ -84,6 +81,26 @@ impl Running {
         let bytes = self.stderr.lock().unwrap().clone();
         (status, parse_records(&bytes))
     }
+}
+
+/// The one child of `parent`, found by the parent pid in each `/proc/<pid>/stat` (the
+/// `task/…/children` list needs a kernel option some kernels lack).
+fn child_of(parent: i32) -> i32 {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // `pid (comm) state ppid …`: the name may hold spaces and parentheses.
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent)
+        })
+        .expect("unshare's child")
 }
 
 fn kill(pid: i32, signal: i32) {
