@@ -17,9 +17,12 @@
 //! code's value is used instead. This module only reads: it returns what it could not read, and
 //! install writes the records.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod environment;
+
+pub(crate) use environment::EnvProblem;
 
 /// The largest record crashguard writes, newline included: 16 KiB, the line length above which
 /// containerd and CRI-O split a log line.
@@ -231,204 +234,11 @@ impl Config {
         self.exit_on_sigquit = exit;
         self
     }
-
-    /// Applies the environment over the code's values; says which values it could not read.
-    pub(crate) fn resolve(&self) -> (Settings, Vec<EnvProblem>) {
-        let mut settings = Settings {
-            grace_period: self.grace_period,
-            shutdown_delay: self.shutdown_delay,
-            backtrace: self.backtrace,
-            backtrace_window: self.backtrace_window,
-            backtrace_locations: self.backtrace_locations,
-            termination_log: match &self.termination_log {
-                TerminationLog::KubernetesDefault => kubernetes_termination_log(),
-                TerminationLog::At(path) => Some(path.clone()),
-                TerminationLog::Off => None,
-            },
-            max_record_bytes: self.max_record_bytes,
-            keep_previous_panic_hook: self.keep_previous_panic_hook,
-            exit_on_sigquit: self.exit_on_sigquit,
-            service: self.service.clone(),
-            watch_interval: self.watch_interval,
-            memory_pressure_percent: self.memory_pressure_percent,
-            cgroup: std::env::var_os("CRASHGUARD_CGROUP").map(PathBuf::from),
-        };
-        let mut problems = Vec::new();
-        let mut env = |name: &'static str| match std::env::var(name) {
-            Ok(value) => Some(value),
-            Err(std::env::VarError::NotPresent) => None,
-            Err(std::env::VarError::NotUnicode(raw)) => {
-                problems.push(EnvProblem::new(
-                    name,
-                    &raw.to_string_lossy(),
-                    "not valid UTF-8",
-                ));
-                None
-            }
-        };
-        let grace_period = env("CRASHGUARD_GRACE_PERIOD");
-        let shutdown_delay = env("CRASHGUARD_SHUTDOWN_DELAY");
-        let backtrace = env("CRASHGUARD_BACKTRACE");
-        let sigquit = env("CRASHGUARD_SIGQUIT");
-        let watch_interval = env("CRASHGUARD_WATCH_INTERVAL");
-        let memory_pressure = env("CRASHGUARD_MEMORY_PRESSURE");
-        if let Some(name) = env("OTEL_SERVICE_NAME").filter(|name| !name.trim().is_empty()) {
-            let version = settings.service.take().and_then(|service| service.version);
-            settings.service = Some(Service {
-                name: name.trim().to_owned(),
-                version,
-            });
-        }
-        let mut duration = |variable: &'static str, value: Option<String>, into: &mut Duration| {
-            let Some(value) = value else { return };
-            match humantime::parse_duration(value.trim()) {
-                Ok(duration) => *into = duration,
-                Err(error) => problems.push(EnvProblem::new(variable, &value, &error.to_string())),
-            }
-        };
-        duration(
-            "CRASHGUARD_GRACE_PERIOD",
-            grace_period,
-            &mut settings.grace_period,
-        );
-        duration(
-            "CRASHGUARD_SHUTDOWN_DELAY",
-            shutdown_delay,
-            &mut settings.shutdown_delay,
-        );
-        duration(
-            "CRASHGUARD_WATCH_INTERVAL",
-            watch_interval,
-            &mut settings.watch_interval,
-        );
-        if let Some(value) = memory_pressure {
-            match value.trim().trim_end_matches('%').parse::<u8>() {
-                Ok(percent @ 1..=100) => settings.memory_pressure_percent = percent,
-                _ => problems.push(EnvProblem::new(
-                    "CRASHGUARD_MEMORY_PRESSURE",
-                    &value,
-                    "expected a percentage from 1 to 100",
-                )),
-            }
-        }
-        if let Some(value) = std::env::var_os("CRASHGUARD_TERMINATION_LOG") {
-            settings.termination_log = (!value.is_empty()).then(|| PathBuf::from(value));
-        }
-        if let Some(value) = backtrace {
-            match value.trim().to_ascii_lowercase().as_str() {
-                "0" | "false" | "off" | "no" => settings.backtrace = false,
-                "1" | "true" | "on" | "yes" | "full" => settings.backtrace = true,
-                _ => problems.push(EnvProblem::new(
-                    "CRASHGUARD_BACKTRACE",
-                    &value,
-                    "expected 1 or 0",
-                )),
-            }
-        }
-        if let Some(value) = sigquit {
-            match value.trim().to_ascii_lowercase().as_str() {
-                "exit" => settings.exit_on_sigquit = true,
-                "dump" => settings.exit_on_sigquit = false,
-                _ => problems.push(EnvProblem::new(
-                    "CRASHGUARD_SIGQUIT",
-                    &value,
-                    "expected exit or dump",
-                )),
-            }
-        }
-        let settings = settings.checked(&mut problems);
-        (settings, problems)
-    }
-}
-
-/// A setting that could not be used as given: what it was, and what crashguard does instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct EnvProblem {
-    /// The environment variable, or the `Config` method, it came from.
-    pub(crate) variable: &'static str,
-    pub(crate) value: String,
-    /// The whole sentence for the `config` record.
-    pub(crate) message: String,
-}
-
-impl EnvProblem {
-    /// An environment value that could not be read: the code's value stays.
-    fn new(variable: &'static str, value: &str, problem: &str) -> EnvProblem {
-        EnvProblem {
-            variable,
-            value: value.to_owned(),
-            message: format!(
-                "ignored {variable}={value:?}: {problem}; using the value set in code"
-            ),
-        }
-    }
-
-    /// A value crashguard had to change.
-    fn adjusted(variable: &'static str, value: impl fmt::Debug, message: String) -> EnvProblem {
-        EnvProblem {
-            variable,
-            value: format!("{value:?}"),
-            message,
-        }
-    }
 }
 
 /// The longest grace period crashguard takes: longer ones overflow clocks on some systems, and no
 /// pod waits that long.
 pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(30 * 24 * 60 * 60);
-
-impl Settings {
-    /// The rules between settings: a grace period that fits the clocks, a shutdown delay that
-    /// leaves the drain time before the deadline, a termination log that is a regular file.
-    fn checked(mut self, problems: &mut Vec<EnvProblem>) -> Settings {
-        if self.grace_period > MAX_GRACE_PERIOD {
-            problems.push(EnvProblem::adjusted(
-                "CRASHGUARD_GRACE_PERIOD",
-                self.grace_period,
-                format!(
-                    "the grace period of {} s is longer than crashguard takes; using {} s",
-                    self.grace_period.as_secs(),
-                    MAX_GRACE_PERIOD.as_secs()
-                ),
-            ));
-            self.grace_period = MAX_GRACE_PERIOD;
-        }
-        let longest_delay = self.grace_period / 2;
-        if self.shutdown_delay > longest_delay {
-            problems.push(EnvProblem::adjusted(
-                "CRASHGUARD_SHUTDOWN_DELAY",
-                self.shutdown_delay,
-                format!(
-                    "the shutdown delay of {} ms would leave the drain no time before the \
-                     {} ms deadline; using {} ms, half the grace period",
-                    self.shutdown_delay.as_millis(),
-                    self.grace_period.as_millis(),
-                    longest_delay.as_millis()
-                ),
-            ));
-            self.shutdown_delay = longest_delay;
-        }
-        if let Some(path) = &self.termination_log {
-            // What is there must be a regular file (the kubelet mounts one), never a link
-            // another file would be overwritten through, nor a FIFO that would block.
-            if let Ok(found) = std::fs::symlink_metadata(path) {
-                if !found.file_type().is_file() {
-                    problems.push(EnvProblem::adjusted(
-                        "CRASHGUARD_TERMINATION_LOG",
-                        path,
-                        format!(
-                            "the termination log {} is not a regular file (a symlink, a FIFO, \
-                             a directory or a device): no termination message will be written",
-                            path.display()
-                        ),
-                    ));
-                    self.termination_log = None;
-                }
-            }
-        }
-        self
-    }
-}
 
 /// A [`Config`] with the environment applied: what actually runs.
 #[derive(Debug, Clone)]
