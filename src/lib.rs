@@ -33,12 +33,13 @@
 #![forbid(unsafe_code)]
 
 pub use crashguard_runtime::{
-    catch, catch_future, install, is_shutting_down, on_shutdown, on_shutdown_async, run,
-    shutdown_signal, shutdown_token, CatchPanic, Config, FromPanic, IncidentId, MainExit,
-    MainOutput, PanicLocation, PanicReport, ShutdownSignal, DEFAULT_BACKTRACE_LOCATIONS,
-    DEFAULT_BACKTRACE_WINDOW, DEFAULT_GRACE_PERIOD, DEFAULT_TERMINATION_LOG, EXIT_DEADLINE,
-    EXIT_ERROR, EXIT_PANIC, MAX_RECORD_BYTES, MIN_RECORD_BYTES, NON_STRING_PAYLOAD,
-    TERMINATION_MESSAGE_MAX_BYTES, TRUNCATION_MARKER,
+    catch, catch_future, health, install, is_ready, is_shutting_down, on_shutdown,
+    on_shutdown_async, readiness, run, shutdown_signal, shutdown_token, CatchPanic, Config,
+    FromPanic, Health, IncidentId, LastPanic, MainExit, MainOutput, PanicBudget, PanicLocation,
+    PanicReport, Readiness, ShutdownSignal, DEFAULT_BACKTRACE_LOCATIONS, DEFAULT_BACKTRACE_WINDOW,
+    DEFAULT_GRACE_PERIOD, DEFAULT_HEALTH_WINDOW, DEFAULT_TERMINATION_LOG, EXIT_DEADLINE,
+    EXIT_ERROR, EXIT_PANIC, EXIT_PANIC_BUDGET, MAX_RECORD_BYTES, MIN_RECORD_BYTES,
+    NON_STRING_PAYLOAD, TERMINATION_MESSAGE_MAX_BYTES, TRUNCATION_MARKER,
 };
 /// Thread dumps (Linux on x86_64 and aarch64).
 #[cfg(all(

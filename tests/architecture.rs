@@ -11,6 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["os"],
     &["config"],
     &["state"],
+    &["counters", "health"],
     &["memory"],
     &["record"],
     &["context"],

@@ -12,6 +12,8 @@
 //! | `CRASHGUARD_CGROUP` | the cgroup directory whose memory files crashguard reads | the process's own |
 //! | `OTEL_SERVICE_NAME` | the `start` record's `service.name` | [`Config::service`], which `#[crash_guarded]` sets to the package's name |
 //! | `CRASHGUARD_SIGQUIT` | `dump`: a thread dump, the process goes on; `exit`: the dump, then death by SIGQUIT | [`Config::exit_on_sigquit`], else `dump` |
+//! | `CRASHGUARD_PANIC_BUDGET` | panics allowed per window before readiness turns false, e.g. `3/10s`; `off` turns it off | [`Config::panic_budget`], else none |
+//! | `CRASHGUARD_PANIC_BUDGET_EXIT` | `1`: a spent budget also shuts the process down gracefully, to be restarted; `0`: readiness only | [`Config::exit_on_panic_budget`], else `0` |
 //!
 //! An environment value that cannot be read is reported in a `config` record at install and the
 //! code's value is used instead. This module only reads: it returns what it could not read, and
@@ -67,6 +69,8 @@ pub struct Config {
     max_record_bytes: usize,
     keep_previous_panic_hook: bool,
     exit_on_sigquit: bool,
+    panic_budget: Option<PanicBudget>,
+    exit_on_panic_budget: bool,
     service: Option<Service>,
     watch_interval: Duration,
     memory_pressure_percent: u8,
@@ -77,6 +81,49 @@ pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The share of the memory limit at which a `memory_pressure` record is written, by default.
 pub const DEFAULT_MEMORY_PRESSURE_PERCENT: u8 = 90;
+
+/// How many panics a window may hold before the process stops taking traffic; see
+/// [`Config::panic_budget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PanicBudget {
+    panics: u32,
+    per: Duration,
+}
+
+/// The shortest window a [`PanicBudget`] counts in.
+const SHORTEST_BUDGET_WINDOW: Duration = Duration::from_millis(10);
+
+impl PanicBudget {
+    /// `panics` panics per `per` (at least 10 ms).
+    pub fn new(panics: u32, per: Duration) -> PanicBudget {
+        PanicBudget {
+            panics,
+            per: per.max(SHORTEST_BUDGET_WINDOW),
+        }
+    }
+
+    /// The panics a window may hold; one more spends the budget.
+    pub fn panics(&self) -> u32 {
+        self.panics
+    }
+
+    /// The window.
+    pub fn per(&self) -> Duration {
+        self.per
+    }
+}
+
+impl std::fmt::Display for PanicBudget {
+    /// As `CRASHGUARD_PANIC_BUDGET` takes it: `3/10s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            self.panics,
+            humantime::format_duration(self.per)
+        )
+    }
+}
 
 /// What the `start` record calls the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +161,8 @@ impl Config {
             max_record_bytes: MAX_RECORD_BYTES,
             keep_previous_panic_hook: false,
             exit_on_sigquit: false,
+            panic_budget: None,
+            exit_on_panic_budget: false,
             service: None,
             watch_interval: DEFAULT_WATCH_INTERVAL,
             memory_pressure_percent: DEFAULT_MEMORY_PRESSURE_PERCENT,
@@ -234,6 +283,42 @@ impl Config {
         self.exit_on_sigquit = exit;
         self
     }
+
+    /// How many panics the process may have in a window of `per` before it stops taking traffic:
+    /// one panic more, and [`is_ready`](crate::is_ready) turns false, so that
+    /// `crashguard::http::readyz` answers 503 with the reason and Kubernetes takes the pod out of
+    /// its Service. Readiness comes back once a whole window has passed without a panic (unless
+    /// the process is shutting down). None by default: panics never touch readiness.
+    /// `CRASHGUARD_PANIC_BUDGET=3/10s` overrides it, `=off` turns it off.
+    ///
+    /// A window shorter than 10 ms is taken as 10 ms.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // More than 3 panics within 10 s: not ready, and (with the second line) restarted.
+    /// let config = crashguard::Config::new()
+    ///     .panic_budget(3, Duration::from_secs(10))
+    ///     .exit_on_panic_budget(true);
+    /// # let _ = config;
+    /// ```
+    pub fn panic_budget(mut self, panics: u32, per: Duration) -> Config {
+        self.panic_budget = Some(PanicBudget::new(panics, per));
+        self
+    }
+
+    /// Whether a spent [`panic_budget`](Config::panic_budget) also shuts the process down: a
+    /// `shutdown` record with reason `panic_budget`, the shutdown signal as after SIGTERM, the
+    /// hooks, then the exit record with reason `panic_budget`, exit code
+    /// [`EXIT_PANIC_BUDGET`](crate::EXIT_PANIC_BUDGET) and the termination message, so that
+    /// Kubernetes restarts the container. Off by default: the pod only stops taking traffic.
+    /// `CRASHGUARD_PANIC_BUDGET_EXIT=1` or `=0` overrides it.
+    pub fn exit_on_panic_budget(mut self, exit: bool) -> Config {
+        self.exit_on_panic_budget = exit;
+        self
+    }
 }
 
 /// The longest grace period crashguard takes: longer ones overflow clocks on some systems, and no
@@ -252,6 +337,8 @@ pub(crate) struct Settings {
     pub(crate) max_record_bytes: usize,
     pub(crate) keep_previous_panic_hook: bool,
     pub(crate) exit_on_sigquit: bool,
+    pub(crate) panic_budget: Option<PanicBudget>,
+    pub(crate) exit_on_panic_budget: bool,
     pub(crate) service: Option<Service>,
     pub(crate) watch_interval: Duration,
     pub(crate) memory_pressure_percent: u8,

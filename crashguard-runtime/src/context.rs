@@ -46,6 +46,9 @@ pub(crate) trait ServedRequest {
     fn method(&self) -> &str;
     /// The path, without the query string (which may carry secrets).
     fn path(&self) -> &str;
+    /// The route template the framework matched (`/users/{id}`), if it says: what labels the
+    /// panic counter, where the raw path would make a label per user.
+    fn route(&self) -> Option<&str>;
     /// The `x-request-id` header's bytes, if the request has one.
     fn request_id(&self) -> Option<&[u8]>;
 }

@@ -45,6 +45,9 @@ pub fn install(config: Config) {
             record::config_warning(&message, Some("fatal_signals"));
         }
     }
+    if crate::state::settings().exit_on_panic_budget {
+        crate::health::when_budget_spent(crate::shutdown::panic_budget_spent);
+    }
     crate::shutdown::ensure_signals();
     crate::watch::start();
     #[cfg(fatal_signals)]
@@ -208,7 +211,7 @@ pub fn run_async_named<T: MainOutput>(
 fn finish<T: MainOutput>(result: Result<T, PanicReport>) -> ! {
     // Formatting the error (its Debug) and dropping main's value are user code too.
     match result.and_then(|output| catch("main", || output.into_exit())) {
-        Ok(exit) => exit_returned(exit, crate::shutdown::stopping_signal()),
+        Ok(exit) => exit_returned(exit, crate::shutdown::shutdown_cause()),
         Err(report) => exit_process(EXIT_PANIC, ExitReason::Panic(&report)),
     }
 }

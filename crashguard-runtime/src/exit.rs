@@ -6,6 +6,7 @@
 //! | main returned `Err(e)` | `error` | 1 |
 //! | a panic escaped main | `panic` | 101 |
 //! | main returned after SIGTERM/SIGINT started a shutdown | `shutdown` | 0, or main's code |
+//! | main returned after a spent [panic budget](crate::Config::exit_on_panic_budget) started a shutdown | `panic_budget` | 102, or main's code if not 0 |
 //! | the shutdown deadline passed first | `deadline` | 124 |
 //! | a second SIGTERM/SIGINT during shutdown | `signal` | 128 + the signal's number |
 //! | a fatal signal | `fatal_signal` | 128 + the signal's number, by dying of it |
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::config::PanicBudget;
 use crate::os::signal_name;
 use crate::panic::PanicReport;
 use crate::record::{self, keys, Severity};
@@ -35,6 +37,11 @@ pub const EXIT_ERROR: i32 = 1;
 
 /// The exit code of a process ended by a panic, as std's own.
 pub const EXIT_PANIC: i32 = 101;
+
+/// The exit code of a process that shut down because it panicked more than its
+/// [panic budget](crate::Config::exit_on_panic_budget) allows: next to [`EXIT_PANIC`], and not 0,
+/// so that `kubectl describe pod` shows the container as failed.
+pub const EXIT_PANIC_BUDGET: i32 = 102;
 
 /// The exit code when a graceful shutdown did not finish before its deadline (as `timeout(1)`).
 pub const EXIT_DEADLINE: i32 = 124;
@@ -145,9 +152,9 @@ impl<T: MainOutput, E: Debug> MainOutput for Result<T, E> {
 /// Why the process is ending; each has its `exit.reason`.
 pub(crate) enum ExitReason<'a> {
     Returned,
-    /// `main` returned after a signal started the shutdown.
+    /// `main` returned after a signal, or the panic budget, started the shutdown.
     Shutdown {
-        signal: i32,
+        cause: ShutdownCause,
         since: Instant,
     },
     Error(&'a MainError),
@@ -175,6 +182,10 @@ impl ExitReason<'_> {
     fn name(&self) -> &'static str {
         match self {
             ExitReason::Returned => "returned",
+            ExitReason::Shutdown {
+                cause: ShutdownCause::PanicBudget { .. },
+                ..
+            } => "panic_budget",
             ExitReason::Shutdown { .. } => "shutdown",
             ExitReason::Error(_) => "error",
             ExitReason::Panic(_) => "panic",
@@ -186,13 +197,29 @@ impl ExitReason<'_> {
     }
 }
 
-/// Ends the process after `main` returned with `exit`; `shutdown` is the signal that started a
-/// graceful shutdown, if one did.
-pub(crate) fn exit_returned(exit: MainExit, shutdown: Option<(i32, Instant)>) -> ! {
+/// What started a graceful shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShutdownCause {
+    Signal(i32),
+    /// More panics than the budget allows, with the window's count when it was spent.
+    PanicBudget {
+        panics: u64,
+        budget: PanicBudget,
+    },
+}
+
+/// Ends the process after `main` returned with `exit`; `shutdown` is what started a graceful
+/// shutdown and when, if anything did. A shutdown the panic budget started ends with
+/// [`EXIT_PANIC_BUDGET`] where `main` asked for 0: the process did not end well.
+pub(crate) fn exit_returned(exit: MainExit, shutdown: Option<(ShutdownCause, Instant)>) -> ! {
     match (&exit.error, shutdown) {
         (Some(error), _) => exit_process(exit.code, ExitReason::Error(error)),
-        (None, Some((signal, since))) => {
-            exit_process(exit.code, ExitReason::Shutdown { signal, since })
+        (None, Some((cause, since))) => {
+            let code = match cause {
+                ShutdownCause::PanicBudget { .. } if exit.code == 0 => EXIT_PANIC_BUDGET,
+                _ => exit.code,
+            };
+            exit_process(code, ExitReason::Shutdown { cause, since })
         }
         (None, None) => exit_process(exit.code, ExitReason::Returned),
     }
@@ -323,10 +350,22 @@ impl fmt::Display for Detail<'_> {
         match self.reason {
             ExitReason::Returned if self.code == 0 => f.write_str("main returned"),
             ExitReason::Returned => write!(f, "main returned exit code {}", self.code),
-            ExitReason::Shutdown { signal, since } => write!(
+            ExitReason::Shutdown {
+                cause: ShutdownCause::Signal(signal),
+                since,
+            } => write!(
                 f,
                 "graceful shutdown after {} finished in {} ms",
                 signal_name(*signal),
+                since.elapsed().as_millis()
+            ),
+            ExitReason::Shutdown {
+                cause: ShutdownCause::PanicBudget { panics, budget },
+                since,
+            } => write!(
+                f,
+                "graceful shutdown after {panics} panics spent the panic budget of {budget} \
+                 finished in {} ms",
                 since.elapsed().as_millis()
             ),
             ExitReason::Error(error) => write!(f, "main returned an error: {}", error.summary()),

@@ -7,7 +7,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | state | `os`, `config`, `state`, `memory` |
+//! | state | `os`, `config`, `state`, `counters`, `health`, `memory` |
 //! | record | `record` |
 //! | context | `context` |
 //! | backtrace, unwind | `backtrace`, `unwind` |
@@ -24,6 +24,9 @@ mod os;
 
 mod config;
 mod state;
+
+mod counters;
+mod health;
 
 mod memory;
 
@@ -54,8 +57,8 @@ mod entry;
 pub mod http;
 
 pub use config::{
-    Config, DEFAULT_BACKTRACE_LOCATIONS, DEFAULT_BACKTRACE_WINDOW, DEFAULT_GRACE_PERIOD,
-    DEFAULT_TERMINATION_LOG, MAX_RECORD_BYTES, MIN_RECORD_BYTES,
+    Config, PanicBudget, DEFAULT_BACKTRACE_LOCATIONS, DEFAULT_BACKTRACE_WINDOW,
+    DEFAULT_GRACE_PERIOD, DEFAULT_TERMINATION_LOG, MAX_RECORD_BYTES, MIN_RECORD_BYTES,
 };
 #[cfg(fatal_signals)]
 pub use dumps::{dump_threads, ThreadDump, MAX_THREADS};
@@ -63,14 +66,16 @@ pub use entry::{install, run};
 #[cfg(feature = "tokio")]
 pub use entry::{run_async, Flavor};
 pub use exit::{
-    MainExit, MainOutput, EXIT_DEADLINE, EXIT_ERROR, EXIT_PANIC, TERMINATION_MESSAGE_MAX_BYTES,
+    MainExit, MainOutput, EXIT_DEADLINE, EXIT_ERROR, EXIT_PANIC, EXIT_PANIC_BUDGET,
+    TERMINATION_MESSAGE_MAX_BYTES,
 };
 pub use guard::{catch, catch_future, CatchPanic, FromPanic};
+pub use health::{health, Health, LastPanic, DEFAULT_HEALTH_WINDOW};
 pub use panic::{PanicLocation, PanicReport, NON_STRING_PAYLOAD};
 pub use record::TRUNCATION_MARKER;
 pub use shutdown::{
-    is_shutting_down, on_shutdown, on_shutdown_async, shutdown_signal, shutdown_token,
-    ShutdownSignal,
+    is_ready, is_shutting_down, on_shutdown, on_shutdown_async, readiness, shutdown_signal,
+    shutdown_token, Readiness, ShutdownSignal,
 };
 pub use state::IncidentId;
 

@@ -94,7 +94,21 @@ pub(crate) fn take_caught(
         request: PanicRequest::current(),
     });
     write_record(&report, &Trace::Omitted);
+    count(&report);
     report
+}
+
+/// Counts a recorded panic: the metrics, then the health, whose spent budget may start a
+/// shutdown whose record must follow the panic's.
+fn count(report: &PanicReport) {
+    let at = std::time::SystemTime::now();
+    let details = report.details();
+    let route = details
+        .request
+        .as_ref()
+        .and_then(|request| request.route.as_deref());
+    crate::counters::panic(details.function, route, at);
+    crate::health::note_panic(details.incident_id, at);
 }
 
 /// Installs the hook once; later calls do nothing.
@@ -144,6 +158,7 @@ fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
         request: PanicRequest::current(),
     });
     write_record(&report, &trace);
+    count(&report);
     let stored = LAST_PANIC.try_with(|last| {
         if let Ok(mut last) = last.try_borrow_mut() {
             *last = Some(report);

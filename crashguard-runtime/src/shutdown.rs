@@ -44,7 +44,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::exit::{exit_process, ExitReason, EXIT_DEADLINE};
+use crate::config::PanicBudget;
+use crate::exit::{exit_process, ExitReason, ShutdownCause, EXIT_DEADLINE};
 use crate::guard::catch_future;
 use crate::os::signal_name;
 use crate::record::keys;
@@ -86,11 +87,70 @@ pub fn shutdown_token() -> CancellationToken {
     state().token.child_token()
 }
 
-/// Whether shutdown has started (a signal arrived, or `main` returned). Readiness checks should
-/// fail from then on.
+/// Whether shutdown has started (a signal arrived, the panic budget asked for it, or `main`
+/// returned). Readiness checks should fail from then on.
 pub fn is_shutting_down() -> bool {
     let state = state();
     state.started.load(Ordering::SeqCst) || state.signals.load(Ordering::SeqCst) > 0
+}
+
+/// Whether the process should take traffic: not once shutdown has started, and not while the
+/// [panic budget](crate::Config::panic_budget) is spent. What a readiness probe should answer;
+/// [`readiness`] says why not.
+pub fn is_ready() -> bool {
+    readiness() == Readiness::Ready
+}
+
+/// Whether the process should take traffic, and if not, why.
+///
+/// # Example
+///
+/// ```
+/// let readiness = crashguard::readiness();
+/// assert_eq!(readiness, crashguard::Readiness::Ready);
+/// assert_eq!(readiness.to_string(), "ready");
+/// ```
+pub fn readiness() -> Readiness {
+    if is_shutting_down() {
+        return Readiness::ShuttingDown;
+    }
+    match crate::state::settings().panic_budget {
+        Some(budget) if crate::health::budget_spent() => Readiness::PanicBudgetSpent { budget },
+        _ => Readiness::Ready,
+    }
+}
+
+/// See [`readiness`]. Its `Display` is the reason a readiness probe gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Readiness {
+    /// Taking traffic.
+    Ready,
+    /// Shutdown has started.
+    ShuttingDown,
+    /// More panics than the budget allows happened in its window, and the window has not been
+    /// free of panics since.
+    PanicBudgetSpent {
+        /// The budget that was spent.
+        budget: PanicBudget,
+    },
+}
+
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Readiness::Ready => f.write_str("ready"),
+            Readiness::ShuttingDown => f.write_str("shutting down"),
+            Readiness::PanicBudgetSpent { budget } => write!(
+                f,
+                "panic budget spent: more than {} panics within {}; ready again after {} \
+                 without one",
+                budget.panics(),
+                humantime::format_duration(budget.per()),
+                humantime::format_duration(budget.per()),
+            ),
+        }
+    }
 }
 
 /// Registers a hook to run after `main` returns (close pools, flush buffers). Hooks run last
@@ -129,7 +189,8 @@ struct State {
     /// What the deadline would cut off: `main`, or the hook that is running.
     pending: Mutex<Vec<Pending>>,
     hooks: Mutex<Vec<(String, Hook)>>,
-    signal_started: Mutex<Option<(i32, Instant)>>,
+    /// What started the shutdown, and when: the first of a signal and the panic budget.
+    cause: Mutex<Option<(ShutdownCause, Instant)>>,
 }
 
 fn state() -> &'static State {
@@ -140,7 +201,7 @@ fn state() -> &'static State {
         signals: AtomicUsize::new(0),
         pending: Mutex::new(Vec::new()),
         hooks: Mutex::new(Vec::new()),
-        signal_started: Mutex::new(None),
+        cause: Mutex::new(None),
     })
 }
 
@@ -189,47 +250,80 @@ fn on_signal(signal: i32) {
     if state.signals.fetch_add(1, Ordering::SeqCst) > 0 {
         exit_process(128 + signal, ExitReason::SecondSignal(signal));
     }
-    // Readiness is off (`signals` counts this one) and the deadline counts from now, whatever
-    // the record below waits for a stalled log reader; the shutdown signal follows the record,
-    // so that the record comes before anything the application does on it.
+    start_stopping(ShutdownCause::Signal(signal));
+}
+
+/// A panic spent the budget and the configuration asks for a shutdown: as after SIGTERM, with
+/// the budget as the cause.
+pub(crate) fn panic_budget_spent(panics: u64, budget: PanicBudget) {
+    start_stopping(ShutdownCause::PanicBudget { panics, budget });
+}
+
+/// The first signal, or the panic budget: the `shutdown` record, then the graceful shutdown.
+fn start_stopping(cause: ShutdownCause) {
+    let state = state();
+    // Readiness is off (for a signal, `signals` counts it) and the deadline counts from now,
+    // whatever the record below waits for a stalled log reader; the shutdown signal follows the
+    // record, so that the record comes before anything the application does on it.
     let since = Instant::now();
-    *lock(&state.signal_started) = Some((signal, since));
-    let grace_period = crate::state::settings().grace_period;
-    let interactive = signal == libc::SIGINT;
+    {
+        let mut first = lock(&state.cause);
+        if first.is_none() {
+            *first = Some((cause, since));
+        }
+    }
+    let settings = crate::state::settings();
+    let grace_period = settings.grace_period;
+    crate::counters::shutdown(match cause {
+        ShutdownCause::Signal(signal) => signal_name(signal),
+        ShutdownCause::PanicBudget { .. } => "panic_budget",
+    });
     record::emit(
         "shutdown",
         Severity::Notice,
         record::Wait::Patiently,
         |record| {
-            record.display(
-                keys::MESSAGE,
-                format_args!(
-                    "{} received{}: shutting down within {} ms",
-                    signal_name(signal),
-                    if interactive {
-                        " (interactive, not a production stop)"
-                    } else {
-                        ""
-                    },
-                    grace_period.as_millis()
-                ),
-                usize::MAX,
-            );
-            record.str(keys::SIGNAL_NAME, signal_name(signal));
-            record.i64(keys::SIGNAL_NUMBER, i64::from(signal));
-            record.bool(keys::SHUTDOWN_INTERACTIVE, interactive);
+            match cause {
+                ShutdownCause::Signal(signal) => {
+                    let interactive = signal == libc::SIGINT;
+                    record.display(
+                        keys::MESSAGE,
+                        format_args!(
+                            "{} received{}: shutting down within {} ms",
+                            signal_name(signal),
+                            if interactive {
+                                " (interactive, not a production stop)"
+                            } else {
+                                ""
+                            },
+                            grace_period.as_millis()
+                        ),
+                        usize::MAX,
+                    );
+                    record.str(keys::SIGNAL_NAME, signal_name(signal));
+                    record.i64(keys::SIGNAL_NUMBER, i64::from(signal));
+                    record.bool(keys::SHUTDOWN_INTERACTIVE, interactive);
+                }
+                ShutdownCause::PanicBudget { panics, budget } => {
+                    record.display(
+                        keys::MESSAGE,
+                        format_args!(
+                            "{panics} panics spent the panic budget of {budget}: shutting down \
+                             within {} ms",
+                            grace_period.as_millis()
+                        ),
+                        usize::MAX,
+                    );
+                    record.str(keys::SHUTDOWN_REASON, "panic_budget");
+                    record.u64(keys::HEALTH_PANICS_IN_WINDOW, panics);
+                    record.display(keys::HEALTH_PANIC_BUDGET, budget, usize::MAX);
+                }
+            }
             record.millis(keys::SHUTDOWN_GRACE_PERIOD_MS, grace_period);
-            record.millis(
-                keys::SHUTDOWN_DELAY_MS,
-                crate::state::settings().shutdown_delay,
-            );
+            record.millis(keys::SHUTDOWN_DELAY_MS, settings.shutdown_delay);
         },
     );
-    begin(
-        since,
-        crate::state::settings().shutdown_delay,
-        Deadline::Armed,
-    );
+    begin(since, settings.shutdown_delay, Deadline::Armed);
 }
 
 /// Whether a shutdown's deadline is armed.
@@ -350,9 +444,9 @@ pub(crate) fn main_started() {
     lock(&state().pending).push(Pending::Main);
 }
 
-/// Whether a signal started the shutdown, and which.
-pub(crate) fn stopping_signal() -> Option<(i32, Instant)> {
-    *lock(&state().signal_started)
+/// What started the shutdown, and when, if a signal or the panic budget did.
+pub(crate) fn shutdown_cause() -> Option<(ShutdownCause, Instant)> {
+    *lock(&state().cause)
 }
 
 /// `main` returned (or panicked): begin shutdown if no signal did, then run the hooks.
@@ -412,7 +506,8 @@ async fn run_sync_hook(hook: Box<dyn FnOnce() + Send>) -> bool {
     }
 }
 
-fn hook_record(name: &str, outcome: &str, took: Option<Duration>) {
+fn hook_record(name: &str, outcome: &'static str, took: Option<Duration>) {
+    crate::counters::shutdown_hook(name, outcome);
     let severity = if outcome == "ok" {
         Severity::Info
     } else {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    kubernetes_termination_log, Config, Service, Settings, TerminationLog, MAX_GRACE_PERIOD,
+    kubernetes_termination_log, Config, PanicBudget, Service, Settings, TerminationLog,
+    MAX_GRACE_PERIOD,
 };
 
 impl Config {
@@ -26,6 +27,8 @@ impl Config {
             max_record_bytes: self.max_record_bytes,
             keep_previous_panic_hook: self.keep_previous_panic_hook,
             exit_on_sigquit: self.exit_on_sigquit,
+            panic_budget: self.panic_budget,
+            exit_on_panic_budget: self.exit_on_panic_budget,
             service: self.service.clone(),
             watch_interval: self.watch_interval,
             memory_pressure_percent: self.memory_pressure_percent,
@@ -48,6 +51,8 @@ impl Config {
         let shutdown_delay = env("CRASHGUARD_SHUTDOWN_DELAY");
         let backtrace = env("CRASHGUARD_BACKTRACE");
         let sigquit = env("CRASHGUARD_SIGQUIT");
+        let panic_budget = env("CRASHGUARD_PANIC_BUDGET");
+        let panic_budget_exit = env("CRASHGUARD_PANIC_BUDGET_EXIT");
         let watch_interval = env("CRASHGUARD_WATCH_INTERVAL");
         let memory_pressure = env("CRASHGUARD_MEMORY_PRESSURE");
         if let Some(name) = env("OTEL_SERVICE_NAME").filter(|name| !name.trim().is_empty()) {
@@ -93,11 +98,29 @@ impl Config {
             settings.termination_log = (!value.is_empty()).then(|| PathBuf::from(value));
         }
         if let Some(value) = backtrace {
-            match value.trim().to_ascii_lowercase().as_str() {
-                "0" | "false" | "off" | "no" => settings.backtrace = false,
-                "1" | "true" | "on" | "yes" | "full" => settings.backtrace = true,
-                _ => problems.push(EnvProblem::new(
+            match switch(&value) {
+                Some(on) => settings.backtrace = on,
+                None if value.trim().eq_ignore_ascii_case("full") => settings.backtrace = true,
+                None => problems.push(EnvProblem::new(
                     "CRASHGUARD_BACKTRACE",
+                    &value,
+                    "expected 1 or 0",
+                )),
+            }
+        }
+        if let Some(value) = panic_budget {
+            match parse_panic_budget(&value) {
+                Ok(budget) => settings.panic_budget = budget,
+                Err(problem) => {
+                    problems.push(EnvProblem::new("CRASHGUARD_PANIC_BUDGET", &value, &problem))
+                }
+            }
+        }
+        if let Some(value) = panic_budget_exit {
+            match switch(&value) {
+                Some(exit) => settings.exit_on_panic_budget = exit,
+                None => problems.push(EnvProblem::new(
+                    "CRASHGUARD_PANIC_BUDGET_EXIT",
                     &value,
                     "expected 1 or 0",
                 )),
@@ -117,6 +140,31 @@ impl Config {
         let settings = settings.checked(&mut problems);
         (settings, problems)
     }
+}
+
+/// An on-off variable's value: `1`, `true`, `on`, `yes`, or `0`, `false`, `off`, `no`.
+fn switch(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Some(true),
+        "0" | "false" | "off" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// `CRASHGUARD_PANIC_BUDGET`: `3/10s` (or `3 per 10s`), or `off`.
+fn parse_panic_budget(value: &str) -> Result<Option<PanicBudget>, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let expected = || "expected panics per window, such as 3/10s, or off".to_owned();
+    let (panics, per) = value
+        .split_once('/')
+        .or_else(|| value.split_once(" per "))
+        .ok_or_else(expected)?;
+    let panics = panics.trim().parse::<u32>().map_err(|_| expected())?;
+    let per = humantime::parse_duration(per.trim()).map_err(|error| error.to_string())?;
+    Ok(Some(PanicBudget::new(panics, per)))
 }
 
 /// A setting that could not be used as given: what it was, and what crashguard does instead.
@@ -201,5 +249,35 @@ impl Settings {
             }
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_budget_reads_as_panics_per_window_or_off() {
+        let budget =
+            |panics, seconds| Ok(Some(PanicBudget::new(panics, Duration::from_secs(seconds))));
+        assert_eq!(parse_panic_budget("3/10s"), budget(3, 10));
+        assert_eq!(parse_panic_budget(" 5 per 1m "), budget(5, 60));
+        assert_eq!(parse_panic_budget("0/1s"), budget(0, 1));
+        assert_eq!(parse_panic_budget("OFF"), Ok(None));
+        assert!(parse_panic_budget("3").is_err());
+        assert!(parse_panic_budget("-1/10s").is_err());
+        assert!(parse_panic_budget("3/ten").is_err());
+    }
+
+    #[test]
+    fn a_budget_window_is_never_shorter_than_ten_milliseconds() {
+        assert_eq!(
+            PanicBudget::new(1, Duration::ZERO).per(),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            PanicBudget::new(3, Duration::from_secs(10)).to_string(),
+            "3/10s"
+        );
     }
 }

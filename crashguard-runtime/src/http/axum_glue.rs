@@ -6,6 +6,7 @@ use http::StatusCode;
 use super::problem_response;
 use crate::guard::FromPanic;
 use crate::panic::PanicReport;
+use crate::shutdown::Readiness;
 
 /// What a `#[crash_guarded(http)]` handler declared `-> impl IntoResponse` returns: its own
 /// answer, or crashguard's 500 after a panic. One type, so the signature stays as written.
@@ -39,18 +40,20 @@ impl FromPanic for ErrorResponse {
     }
 }
 
-/// An axum handler for a readiness probe: 200 `ready` until shutdown starts, then 503
-/// `shutting down`, so Kubernetes stops sending new requests while in-flight ones finish.
+/// An axum handler for a readiness probe: 200 `ready` while [`is_ready`](crate::is_ready), else
+/// 503 with the reason ([`Readiness`](crate::Readiness)): `shutting down` once shutdown starts, so
+/// Kubernetes stops sending new requests while in-flight ones finish, or the spent
+/// [panic budget](crate::Config::panic_budget), so that a pod that keeps panicking is taken out
+/// of its Service.
 ///
 /// ```
 /// use axum::{routing::get, Router};
 ///
 /// let app: Router = Router::new().route("/readyz", get(crashguard::http::readyz));
 /// ```
-pub async fn readyz() -> (StatusCode, &'static str) {
-    if crate::shutdown::is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else {
-        (StatusCode::OK, "ready\n")
+pub async fn readyz() -> (StatusCode, String) {
+    match crate::shutdown::readiness() {
+        Readiness::Ready => (StatusCode::OK, "ready\n".to_owned()),
+        not_ready => (StatusCode::SERVICE_UNAVAILABLE, format!("{not_ready}\n")),
     }
 }

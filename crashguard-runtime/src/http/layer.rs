@@ -155,6 +155,11 @@ where
         let fields = RequestFields {
             method: request.method().clone(),
             uri: request.uri().clone(),
+            #[cfg(feature = "axum")]
+            route: request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .cloned(),
             request_id: request.headers().get(REQUEST_ID).cloned(),
         };
         let future = {
@@ -192,6 +197,9 @@ impl<F: Future> Future for RequestScopeFuture<F> {
 struct RequestFields {
     method: Method,
     uri: Uri,
+    /// The template axum matched, when the layer is on a `Router` (`Router::layer`).
+    #[cfg(feature = "axum")]
+    route: Option<axum::extract::MatchedPath>,
     request_id: Option<HeaderValue>,
 }
 
@@ -202,6 +210,13 @@ impl ServedRequest for RequestFields {
 
     fn path(&self) -> &str {
         self.uri.path()
+    }
+
+    fn route(&self) -> Option<&str> {
+        #[cfg(feature = "axum")]
+        return self.route.as_ref().map(axum::extract::MatchedPath::as_str);
+        #[cfg(not(feature = "axum"))]
+        return None;
     }
 
     fn request_id(&self) -> Option<&[u8]> {

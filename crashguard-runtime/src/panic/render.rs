@@ -92,6 +92,9 @@ fn fill_json(fields: &PanicFields<'_>, record: &mut record::Record<'_>) {
     if let Some(request) = fields.request {
         record.str(keys::HTTP_REQUEST_METHOD, &request.method);
         record.str_max(keys::URL_PATH, &request.path, 1024);
+        if let Some(route) = &request.route {
+            record.str_max(keys::HTTP_ROUTE, route, 1024);
+        }
         if let Some(request_id) = &request.request_id {
             record.str_max(keys::HTTP_REQUEST_ID, request_id, 256);
         }
@@ -136,6 +139,7 @@ fn emit_tracing_event(fields: &PanicFields<'_>) {
         code.column.number = location.map(|l| l.column),
         http.request.method = request.map(|r| r.method.as_str()),
         url.path = request.map(|r| r.path.as_str()),
+        http.route = request.and_then(|r| r.route.as_deref()),
         "http.request.header.x-request-id" = request.and_then(|r| r.request_id.as_deref()),
         exception.r#type = "panic",
         exception.message = %Capped(fields.message, MESSAGE_MAX_BYTES),
@@ -224,7 +228,8 @@ mod tests {
             function: Some("app::handler"),
             request: Some(PanicRequest {
                 method: "GET".into(),
-                path: "/".into(),
+                path: "/users/7".into(),
+                route: Some("/users/{id}".into()),
                 request_id: Some("r-1".into()),
             }),
         });

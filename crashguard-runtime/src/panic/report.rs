@@ -48,6 +48,8 @@ impl PanicDetails {
 pub(crate) struct PanicRequest {
     pub(crate) method: String,
     pub(crate) path: String,
+    /// The route template the framework matched (`/users/{id}`), where it says.
+    pub(crate) route: Option<String>,
     pub(crate) request_id: Option<String>,
 }
 
@@ -58,6 +60,7 @@ impl PanicRequest {
             request.map(|request| PanicRequest {
                 method: request.method().to_owned(),
                 path: request.path().to_owned(),
+                route: request.route().map(str::to_owned),
                 request_id: request
                     .request_id()
                     .map(|id| String::from_utf8_lossy(id).into_owned()),

@@ -24,6 +24,7 @@ pub(crate) const CODE_FILE_PATH: &str = "code.file.path";
 pub(crate) const CODE_LINE_NUMBER: &str = "code.line.number";
 pub(crate) const CODE_COLUMN_NUMBER: &str = "code.column.number";
 pub(crate) const HTTP_REQUEST_METHOD: &str = "http.request.method";
+pub(crate) const HTTP_ROUTE: &str = "http.route";
 pub(crate) const URL_PATH: &str = "url.path";
 pub(crate) const HTTP_REQUEST_ID: &str = "http.request.header.x-request-id";
 pub(crate) const EXCEPTION_TYPE: &str = "exception.type";
@@ -57,6 +58,9 @@ pub(crate) const DUMP_UNANSWERED_THREADS: &str = "dump.unanswered_threads";
 pub(crate) const DUMP_LEFT_OUT: &str = "dump.left_out";
 
 // Shutdown.
+pub(crate) const SHUTDOWN_REASON: &str = "shutdown.reason";
+pub(crate) const HEALTH_PANICS_IN_WINDOW: &str = "health.panics_in_window";
+pub(crate) const HEALTH_PANIC_BUDGET: &str = "health.panic_budget";
 pub(crate) const SHUTDOWN_INTERACTIVE: &str = "shutdown.interactive";
 pub(crate) const SHUTDOWN_GRACE_PERIOD_MS: &str = "shutdown.grace_period_ms";
 pub(crate) const SHUTDOWN_DELAY_MS: &str = "shutdown.delay_ms";
