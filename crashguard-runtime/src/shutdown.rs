@@ -51,6 +51,10 @@ use crate::os::signal_name;
 use crate::record::keys;
 use crate::record::{self, Severity};
 
+mod readiness;
+
+pub use readiness::{is_ready, readiness, Readiness};
+
 /// Resolves once shutdown starts: after the first SIGTERM or SIGINT (and the configured delay),
 /// at once if that already happened. Any number of them can wait; it is `Send + 'static`, so it
 /// fits axum's `with_graceful_shutdown` and `tokio::select!` alike.
@@ -92,65 +96,6 @@ pub fn shutdown_token() -> CancellationToken {
 pub fn is_shutting_down() -> bool {
     let state = state();
     state.started.load(Ordering::SeqCst) || state.signals.load(Ordering::SeqCst) > 0
-}
-
-/// Whether the process should take traffic: not once shutdown has started, and not while the
-/// [panic budget](crate::Config::panic_budget) is spent. What a readiness probe should answer;
-/// [`readiness`] says why not.
-pub fn is_ready() -> bool {
-    readiness() == Readiness::Ready
-}
-
-/// Whether the process should take traffic, and if not, why.
-///
-/// # Example
-///
-/// ```
-/// let readiness = crashguard::readiness();
-/// assert_eq!(readiness, crashguard::Readiness::Ready);
-/// assert_eq!(readiness.to_string(), "ready");
-/// ```
-pub fn readiness() -> Readiness {
-    if is_shutting_down() {
-        return Readiness::ShuttingDown;
-    }
-    match crate::state::settings().panic_budget {
-        Some(budget) if crate::health::budget_spent() => Readiness::PanicBudgetSpent { budget },
-        _ => Readiness::Ready,
-    }
-}
-
-/// See [`readiness`]. Its `Display` is the reason a readiness probe gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Readiness {
-    /// Taking traffic.
-    Ready,
-    /// Shutdown has started.
-    ShuttingDown,
-    /// More panics than the budget allows happened in its window, and the window has not been
-    /// free of panics since.
-    PanicBudgetSpent {
-        /// The budget that was spent.
-        budget: PanicBudget,
-    },
-}
-
-impl std::fmt::Display for Readiness {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Readiness::Ready => f.write_str("ready"),
-            Readiness::ShuttingDown => f.write_str("shutting down"),
-            Readiness::PanicBudgetSpent { budget } => write!(
-                f,
-                "panic budget spent: more than {} panics within {}; ready again after {} \
-                 without one",
-                budget.panics(),
-                humantime::format_duration(budget.per()),
-                humantime::format_duration(budget.per()),
-            ),
-        }
-    }
 }
 
 /// Registers a hook to run after `main` returns (close pools, flush buffers). Hooks run last
