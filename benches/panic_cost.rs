@@ -1,6 +1,7 @@
 //! What a caught panic costs, hook included, side by side: std's default hook with and without
 //! `RUST_BACKTRACE=1`, and crashguard's with a fresh trace for every panic, with the location's
-//! trace reused (the default), and without traces. Then the record writer alone.
+//! trace reused (the default) and the same with a Prometheus recorder counting the panics
+//! (feature `metrics`), and without traces. Then the record writer alone.
 //!
 //! A panic hook is process-wide, so each case runs in a child process of this benchmark, with the
 //! same arguments (criterion's filters work). The children's stderr, where every panic leaves its
@@ -21,6 +22,9 @@ struct Case {
     name: &'static str,
     rust_backtrace: bool,
     install: Option<fn() -> Config>,
+    /// Installs metrics-exporter-prometheus's recorder first, as a service with a `/metrics`
+    /// endpoint does.
+    prometheus: bool,
     /// Also measures the record writer alone.
     record_writer: bool,
 }
@@ -30,30 +34,42 @@ const CASES: &[Case] = &[
         name: "std hook, RUST_BACKTRACE=1",
         rust_backtrace: true,
         install: None,
+        prometheus: false,
         record_writer: false,
     },
     Case {
         name: "std hook, no backtrace",
         rust_backtrace: false,
         install: None,
+        prometheus: false,
         record_writer: false,
     },
     Case {
         name: "crashguard, fresh trace each panic",
         rust_backtrace: false,
         install: Some(|| Config::new().backtrace_window(Duration::ZERO)),
+        prometheus: false,
         record_writer: false,
     },
     Case {
         name: "crashguard, trace reused (default)",
         rust_backtrace: false,
         install: Some(Config::new),
+        prometheus: false,
         record_writer: true,
+    },
+    Case {
+        name: "crashguard, trace reused, Prometheus recorder installed",
+        rust_backtrace: false,
+        install: Some(Config::new),
+        prometheus: true,
+        record_writer: false,
     },
     Case {
         name: "crashguard, no trace",
         rust_backtrace: false,
         install: Some(|| Config::new().backtrace(false)),
+        prometheus: false,
         record_writer: false,
     },
 ];
@@ -92,6 +108,11 @@ fn run_child(index: usize) {
 
 fn measure(index: usize) {
     let case = &CASES[index];
+    if case.prometheus {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("install the Prometheus recorder");
+    }
     if let Some(config) = case.install {
         crashguard::install(config());
     }
