@@ -34,7 +34,7 @@
 
 pub use crashguard_runtime::{
     catch, catch_future, health, install, is_ready, is_shutting_down, on_shutdown,
-    on_shutdown_async, readiness, run, shutdown_signal, shutdown_token, CatchPanic, Config,
+    on_shutdown_async, readiness, run, shutdown_signal, shutdown_token, CatchPanic, Config, Format,
     FromPanic, Health, IncidentId, LastPanic, MainExit, MainOutput, PanicBudget, PanicLocation,
     PanicReport, Readiness, ShutdownSignal, DEFAULT_BACKTRACE_LOCATIONS, DEFAULT_BACKTRACE_WINDOW,
     DEFAULT_GRACE_PERIOD, DEFAULT_HEALTH_WINDOW, DEFAULT_TERMINATION_LOG, EXIT_DEADLINE,

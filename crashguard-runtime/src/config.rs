@@ -10,6 +10,8 @@
 //! | `CRASHGUARD_WATCH_INTERVAL` | how often the termination message written in advance is refreshed and memory looked at; `0` turns it off | [`Config::watch_interval`], else 5 s |
 //! | `CRASHGUARD_MEMORY_PRESSURE` | the share of the memory limit, in percent, that makes a `memory_pressure` record | [`Config::memory_pressure_percent`], else 90 |
 //! | `CRASHGUARD_CGROUP` | the cgroup directory whose memory files crashguard reads | the process's own |
+//! | `CRASHGUARD_FORMAT` | `json`, `text` (records for people), or `auto`: text where stderr is a terminal, JSON elsewhere | [`Config::format`], else `auto` |
+//! | `NO_COLOR` | any value but empty turns the text's colours off, as does `TERM=dumb` | colours on a terminal |
 //! | `OTEL_SERVICE_NAME` | the `start` record's `service.name` | [`Config::service`], which `#[crash_guarded]` sets to the package's name |
 //! | `CRASHGUARD_SIGQUIT` | `dump`: a thread dump, the process goes on; `exit`: the dump, then death by SIGQUIT | [`Config::exit_on_sigquit`], else `dump` |
 //! | `CRASHGUARD_PANIC_BUDGET` | panics allowed per window before readiness turns false, e.g. `3/10s`; `off` turns it off | [`Config::panic_budget`], else none |
@@ -71,6 +73,7 @@ pub struct Config {
     exit_on_sigquit: bool,
     panic_budget: Option<PanicBudget>,
     exit_on_panic_budget: bool,
+    format: Format,
     service: Option<Service>,
     watch_interval: Duration,
     memory_pressure_percent: u8,
@@ -81,6 +84,20 @@ pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The share of the memory limit at which a `memory_pressure` record is written, by default.
 pub const DEFAULT_MEMORY_PRESSURE_PERCENT: u8 = 90;
+
+/// How records are written; see [`Config::format`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// Text for people where stderr is a terminal, JSON lines elsewhere.
+    #[default]
+    Auto,
+    /// One JSON object per line, always.
+    Json,
+    /// Text for people, always; coloured only on a terminal (and not with `NO_COLOR` set or
+    /// `TERM=dumb`).
+    Text,
+}
 
 /// How many panics a window may hold before the process stops taking traffic; see
 /// [`Config::panic_budget`].
@@ -163,6 +180,7 @@ impl Config {
             exit_on_sigquit: false,
             panic_budget: None,
             exit_on_panic_budget: false,
+            format: Format::Auto,
             service: None,
             watch_interval: DEFAULT_WATCH_INTERVAL,
             memory_pressure_percent: DEFAULT_MEMORY_PRESSURE_PERCENT,
@@ -319,6 +337,20 @@ impl Config {
         self.exit_on_panic_budget = exit;
         self
     }
+
+    /// How records are written: [`Format::Auto`] (the default) writes them for people where
+    /// stderr is a terminal and as JSON lines elsewhere (a pipe, a file: what a pod's log
+    /// collector reads). `CRASHGUARD_FORMAT=json`, `=text` or `=auto` overrides it.
+    ///
+    /// ```
+    /// // JSON even on a terminal, for a program whose stderr a person pipes into jq.
+    /// let config = crashguard::Config::new().format(crashguard::Format::Json);
+    /// # let _ = config;
+    /// ```
+    pub fn format(mut self, format: Format) -> Config {
+        self.format = format;
+        self
+    }
 }
 
 /// The longest grace period crashguard takes: longer ones overflow clocks on some systems, and no
@@ -339,6 +371,9 @@ pub(crate) struct Settings {
     pub(crate) exit_on_sigquit: bool,
     pub(crate) panic_budget: Option<PanicBudget>,
     pub(crate) exit_on_panic_budget: bool,
+    pub(crate) format: Format,
+    /// Whether text may be coloured: `NO_COLOR` is unset or empty, and `TERM` is not `dumb`.
+    pub(crate) colour: bool,
     pub(crate) service: Option<Service>,
     pub(crate) watch_interval: Duration,
     pub(crate) memory_pressure_percent: u8,

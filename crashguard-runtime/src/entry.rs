@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 
-use crate::config::{Config, EnvProblem};
+use crate::config::{Config, EnvProblem, Format};
 use crate::exit::{exit_process, exit_returned, ExitReason, MainOutput, EXIT_PANIC};
 use crate::guard::{catch, catch_future};
 use crate::panic::PanicReport;
@@ -32,6 +32,7 @@ pub fn install(config: Config) {
         let settings = crate::state::settings();
         record::set_record_limit(settings.max_record_bytes);
         record::prepare_stderr();
+        record::set_shown(shown(settings));
         record::forget_writers_after_fork();
         crate::panic::install_hook(settings.backtrace, settings.keep_previous_panic_hook);
         crate::exit::at_exit::register();
@@ -54,6 +55,19 @@ pub fn install(config: Config) {
     {
         crate::dumps::handle_sigquit(crate::state::settings().exit_on_sigquit);
         crate::shutdown::before_deadline_exit(crate::dumps::dump_for_deadline);
+    }
+}
+
+/// How records are shown, for the format in force and what stderr is.
+fn shown(settings: &crate::config::Settings) -> record::Shown {
+    use std::io::IsTerminal as _;
+    let terminal = std::io::stderr().is_terminal();
+    match settings.format {
+        Format::Json => record::Shown::Json,
+        Format::Auto if !terminal => record::Shown::Json,
+        Format::Auto | Format::Text => record::Shown::Text {
+            colour: terminal && settings.colour,
+        },
     }
 }
 

@@ -57,7 +57,7 @@ mod entry;
 pub mod http;
 
 pub use config::{
-    Config, PanicBudget, DEFAULT_BACKTRACE_LOCATIONS, DEFAULT_BACKTRACE_WINDOW,
+    Config, Format, PanicBudget, DEFAULT_BACKTRACE_LOCATIONS, DEFAULT_BACKTRACE_WINDOW,
     DEFAULT_GRACE_PERIOD, DEFAULT_TERMINATION_LOG, MAX_RECORD_BYTES, MIN_RECORD_BYTES,
 };
 #[cfg(fatal_signals)]

@@ -47,12 +47,14 @@ mod json;
 pub(crate) mod keys;
 mod pool;
 mod stderr;
+mod text;
 mod writer;
 
 #[cfg(fatal_signals)]
 pub(crate) use json::LossyUtf8;
 pub(crate) use json::Record;
 pub(crate) use stderr::prepare as prepare_stderr;
+pub(crate) use text::{set_shown, Shown};
 pub(crate) use writer::{forget_writers_after_fork, Wait};
 
 /// Ends a string value that was cut to keep the record within its limit.
@@ -172,5 +174,30 @@ fn build_and_write(
 ) {
     record.begin(event, severity);
     fill(&mut record);
-    writer::write_line(record.finish(), wait);
+    let line = record.finish();
+    match text::shown() {
+        text::Shown::Json => writer::write_line(line, wait),
+        text::Shown::Text { colour } => show_as_text(line, colour, wait),
+    }
+}
+
+/// Writes the text people see for the JSON `line`, made in a second buffer: the pool's (or the
+/// heap's), or, in a signal handler, one on the stack it runs on.
+fn show_as_text(line: &[u8], colour: bool, wait: Wait) {
+    let write = |buffer: &mut json::Buffer| {
+        let mut shown = text::Text::new(buffer, colour);
+        text::render(line, &mut shown);
+        let shown = shown.finish();
+        if !shown.is_empty() {
+            writer::write_line(shown, wait);
+        }
+    };
+    match wait {
+        Wait::Patiently => pool::with_buffer(write),
+        Wait::Bounded => {
+            let mut buffer: json::Buffer =
+                [const { std::mem::MaybeUninit::uninit() }; MAX_RECORD_BYTES];
+            write(&mut buffer);
+        }
+    }
 }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 pub mod running;
 pub mod targets;
+pub mod terminal;
 
 pub type Record = Map<String, Value>;
 

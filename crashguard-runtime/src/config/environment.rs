@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    kubernetes_termination_log, Config, PanicBudget, Service, Settings, TerminationLog,
+    kubernetes_termination_log, Config, Format, PanicBudget, Service, Settings, TerminationLog,
     MAX_GRACE_PERIOD,
 };
 
@@ -29,6 +29,9 @@ impl Config {
             exit_on_sigquit: self.exit_on_sigquit,
             panic_budget: self.panic_budget,
             exit_on_panic_budget: self.exit_on_panic_budget,
+            format: self.format,
+            colour: std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+                && std::env::var_os("TERM").is_none_or(|term| term != "dumb"),
             service: self.service.clone(),
             watch_interval: self.watch_interval,
             memory_pressure_percent: self.memory_pressure_percent,
@@ -51,6 +54,7 @@ impl Config {
         let shutdown_delay = env("CRASHGUARD_SHUTDOWN_DELAY");
         let backtrace = env("CRASHGUARD_BACKTRACE");
         let sigquit = env("CRASHGUARD_SIGQUIT");
+        let format = env("CRASHGUARD_FORMAT");
         let panic_budget = env("CRASHGUARD_PANIC_BUDGET");
         let panic_budget_exit = env("CRASHGUARD_PANIC_BUDGET_EXIT");
         let watch_interval = env("CRASHGUARD_WATCH_INTERVAL");
@@ -105,6 +109,18 @@ impl Config {
                     "CRASHGUARD_BACKTRACE",
                     &value,
                     "expected 1 or 0",
+                )),
+            }
+        }
+        if let Some(value) = format {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "auto" => settings.format = Format::Auto,
+                "json" => settings.format = Format::Json,
+                "text" => settings.format = Format::Text,
+                _ => problems.push(EnvProblem::new(
+                    "CRASHGUARD_FORMAT",
+                    &value,
+                    "expected json, text or auto",
                 )),
             }
         }
