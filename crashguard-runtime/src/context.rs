@@ -51,6 +51,68 @@ pub(crate) trait ServedRequest {
     fn route(&self) -> Option<&str>;
     /// The `x-request-id` header's bytes, if the request has one.
     fn request_id(&self) -> Option<&[u8]>;
+    /// The W3C `traceparent` header's bytes, if the request has one: read only when a panic is
+    /// recorded.
+    fn traceparent(&self) -> Option<&[u8]>;
+}
+
+/// A request's place in a distributed trace, from its W3C `traceparent`
+/// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`), named as OpenTelemetry's log data
+/// model names the fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TraceContext {
+    trace_id: [u8; 32],
+    span_id: [u8; 16],
+    trace_flags: [u8; 2],
+}
+
+impl TraceContext {
+    /// The trace context of a `traceparent` value, if it is one: version `00` exactly, or a later
+    /// version with its longer tail (as the spec asks a reader to take it), lowercase hex, ids
+    /// not all zeros.
+    pub(crate) fn parse(header: &[u8]) -> Option<TraceContext> {
+        let header = header.trim_ascii();
+        let hex = |bytes: &[u8]| bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let (version, rest) = header.split_at_checked(2)?;
+        let longer_allowed = version != b"00";
+        if !hex(version) || version == b"ff" {
+            return None;
+        }
+        if rest.len() < 53 || (rest.len() > 53 && (!longer_allowed || rest[53] != b'-')) {
+            return None;
+        }
+        let (trace_id, span_id, flags) = (&rest[1..33], &rest[34..50], &rest[51..53]);
+        let dashes = rest[0] == b'-' && rest[33] == b'-' && rest[50] == b'-';
+        let zero = |bytes: &[u8]| bytes.iter().all(|&b| b == b'0');
+        if !dashes || !hex(trace_id) || !hex(span_id) || !hex(flags) {
+            return None;
+        }
+        if zero(trace_id) || zero(span_id) {
+            return None;
+        }
+        Some(TraceContext {
+            trace_id: trace_id.try_into().ok()?,
+            span_id: span_id.try_into().ok()?,
+            trace_flags: flags.try_into().ok()?,
+        })
+    }
+
+    pub(crate) fn trace_id(&self) -> &str {
+        ascii(&self.trace_id)
+    }
+
+    pub(crate) fn span_id(&self) -> &str {
+        ascii(&self.span_id)
+    }
+
+    pub(crate) fn trace_flags(&self) -> &str {
+        ascii(&self.trace_flags)
+    }
+}
+
+/// Bytes `parse` checked to be hex digits, as text.
+fn ascii(hex: &[u8]) -> &str {
+    std::str::from_utf8(hex).unwrap_or_default()
 }
 
 /// Publishes a request to this thread's panic records while alive; restores the outer one on
@@ -88,4 +150,45 @@ pub(crate) fn current_request<R>(read: impl FnOnce(Option<&dyn ServedRequest>) -
     // its whole life and takes the pointer out when dropped, on this thread (it is not `Send`:
     // it holds a raw pointer). So the request is alive for every read made while it is stored.
     read(current.map(|request| unsafe { request.as_ref() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TraceContext;
+
+    #[test]
+    fn a_traceparent_gives_its_trace_and_span_ids_and_flags() {
+        let parsed =
+            TraceContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                .unwrap();
+        assert_eq!(parsed.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parsed.span_id(), "00f067aa0ba902b7");
+        assert_eq!(parsed.trace_flags(), "01");
+        // A later version may carry more after the flags.
+        assert!(
+            TraceContext::parse(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-ab")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_traceparent_gives_nothing() {
+        for bad in [
+            &b""[..],
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            b"00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+        ] {
+            assert_eq!(
+                TraceContext::parse(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }

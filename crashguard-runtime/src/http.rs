@@ -39,14 +39,16 @@ use crate::state::IncidentId;
 #[cfg(feature = "axum")]
 mod axum_glue;
 #[cfg(feature = "tower")]
+mod grpc;
+#[cfg(feature = "tower")]
 mod layer;
 
 #[cfg(feature = "axum")]
 pub use axum_glue::{readyz, HttpAnswer};
 #[cfg(feature = "tower")]
 pub use layer::{
-    CrashGuardLayer, CrashGuardService, ForCatchPanic, PanicAnswer, ProblemAnswer,
-    RequestScopeFuture,
+    CrashGuardLayer, CrashGuardService, GuardedBody, PanicAnswer, PanicWhileStreaming,
+    ProblemAnswer, ResponseFuture,
 };
 
 /// The response header that carries the incident id of a panic.

@@ -1,35 +1,48 @@
-//! A tower layer that covers a whole service: panics in extractors, middleware and handlers
-//! without `#[crash_guarded(http)]` get the same record and the same answer, and every panic while
-//! a request is served names that request in its record.
+//! crashguard's own tower layer: a panic anywhere in serving a request (`poll_ready`, `call`,
+//! the response future, the response body) is caught, recorded with the request's fields, and
+//! answered: an HTTP problem+json 500, or, to a gRPC request, `grpc-status: 13`.
 
-use std::any::Any;
-use std::future::Future;
-use std::pin::Pin;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll};
 
-use http::header::HeaderName;
-use http::{HeaderValue, Method, Request, Response, Uri};
-use tower_http::catch_panic::{CatchPanic, CatchPanicLayer, ResponseForPanic};
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Problem;
-use crate::context::{RequestScope, ServedRequest};
+use crate::context::RequestScope;
 use crate::panic::{forget_stale_panic, take_caught, PanicReport};
 
-/// The header a request id arrives in; a constant, so that finding it does not parse a name per
-/// request.
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+mod body;
+mod request;
+mod response;
 
-/// Puts crashguard around a whole tower service (an axum `Router`, a hyper service): a panic
-/// anywhere in serving a request is recorded with the request's method, path and
-/// `x-request-id`, and answered by the layer's [`PanicAnswer`]: crashguard's problem+json 500
-/// ([`Problem`]) unless [`CrashGuardLayer::custom`] picks another.
+pub use body::{GuardedBody, PanicWhileStreaming};
+use request::RequestFields;
+pub use response::ResponseFuture;
+
+/// Puts crashguard around a whole tower service (an axum `Router`, a tonic server, a hyper
+/// service): a panic anywhere in serving a request is recorded with the request's method, path,
+/// route, `x-request-id` and trace context, and answered by the layer's [`PanicAnswer`]:
+/// crashguard's problem+json 500 ([`Problem`]) unless [`CrashGuardLayer::custom`] picks another.
 ///
-/// It is tower-http's `CatchPanicLayer` with crashguard's answer, around a layer that tells the
-/// panic hook which request is being served. Like `CatchPanicLayer`, it catches panics in
-/// `call` and in polling the response future, not in `poll_ready` nor while a response body
-/// streams.
+/// It catches panics
+///
+/// - in `call` and in polling the response future: the request is answered (a 500);
+/// - in `poll_ready`: the service reports itself ready, and the request it is then given is
+///   answered without reaching the inner service;
+/// - while the response body is polled, after the status went out: the body ends with a
+///   [`PanicWhileStreaming`] error, so that the server aborts the response (HTTP/1.1 closes the
+///   connection before the last chunk, HTTP/2 resets the stream) and the client cannot take a
+///   cut body for a whole one. A gRPC response ends instead with trailers that say
+///   `grpc-status: 13`.
+///
+/// A request whose `content-type` is `application/grpc…` is answered as gRPC clients expect:
+/// HTTP 200 with `grpc-status: 13` (INTERNAL), a `grpc-message` that names only the incident, and
+/// the `x-incident-id` header, whatever the layer's answer (a custom answer is shaped for HTTP
+/// clients, which a gRPC client cannot read).
+///
+/// Nothing is allocated or boxed per request while nothing panics.
 ///
 /// # Example
 ///
@@ -74,8 +87,9 @@ impl<P: PanicAnswer> CrashGuardLayer<P> {
     }
 }
 
-/// How [`CrashGuardLayer`] answers a request whose handling panicked, once the panic's record is
-/// written. Implemented by [`ProblemAnswer`] and by every `FnMut(&PanicReport) -> Response<B>`.
+/// How [`CrashGuardLayer`] answers an HTTP request whose handling panicked, once the panic's
+/// record is written. Implemented by [`ProblemAnswer`] and by every
+/// `FnMut(&PanicReport) -> Response<B>` that is `Clone`.
 pub trait PanicAnswer: Clone {
     /// The body of the answer.
     type Body;
@@ -110,116 +124,67 @@ where
 }
 
 impl<S, P: PanicAnswer> Layer<S> for CrashGuardLayer<P> {
-    type Service = CatchPanic<CrashGuardService<S>, ForCatchPanic<P>>;
+    type Service = CrashGuardService<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CatchPanicLayer::custom(ForCatchPanic(self.answer.clone()))
-            .layer(CrashGuardService { inner })
+        CrashGuardService {
+            inner,
+            answer: self.answer.clone(),
+            ready_panicked: None,
+        }
     }
 }
 
-/// A [`PanicAnswer`] as tower-http's `CatchPanic` takes it: the panic's report, as the hook
-/// recorded it, handed to the answer.
-#[derive(Debug, Clone, Copy)]
-pub struct ForCatchPanic<P>(P);
-
-impl<P: PanicAnswer> ResponseForPanic for ForCatchPanic<P> {
-    type ResponseBody = P::Body;
-
-    fn response_for_panic(&mut self, payload: Box<dyn Any + Send + 'static>) -> Response<P::Body> {
-        self.0.answer(&take_caught(&*payload, None))
-    }
-}
-
-/// The inner half of [`CrashGuardLayer`]: makes the request being served known to the panic hook.
+/// The service of [`CrashGuardLayer`].
 #[derive(Debug, Clone)]
-pub struct CrashGuardService<S> {
+pub struct CrashGuardService<S, P = ProblemAnswer> {
     inner: S,
+    answer: P,
+    /// `poll_ready` panicked: the next request is answered with this panic's report.
+    ready_panicked: Option<PanicReport>,
 }
 
-impl<S, B> Service<Request<B>> for CrashGuardService<S>
+impl<S, P, B, ResponseBody> Service<Request<B>> for CrashGuardService<S, P>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ResponseBody>>,
+    P: PanicAnswer,
 {
-    type Response = S::Response;
+    type Response = Response<GuardedBody<ResponseBody, P::Body>>;
     type Error = S::Error;
-    type Future = RequestScopeFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, P>;
 
-    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        if self.ready_panicked.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        forget_stale_panic();
+        match catch_unwind(AssertUnwindSafe(|| self.inner.poll_ready(cx))) {
+            Ok(ready) => ready,
+            Err(payload) => {
+                self.ready_panicked = Some(take_caught(&*payload, None));
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // Clones of these share their bytes with the request: no allocation per request.
-        let fields = RequestFields {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            #[cfg(feature = "axum")]
-            route: request
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .cloned(),
-            request_id: request.headers().get(REQUEST_ID).cloned(),
-        };
-        let future = {
-            forget_stale_panic();
-            let _scope = RequestScope::enter(&fields);
-            self.inner.call(request)
-        };
-        RequestScopeFuture { future, fields }
+        let fields = RequestFields::of(&request);
+        let answer = self.answer.clone();
+        if let Some(report) = self.ready_panicked.take() {
+            return ResponseFuture::answered(report, fields, answer);
+        }
+        match guarded(&fields, || self.inner.call(request)) {
+            Ok(future) => ResponseFuture::running(future, fields, answer),
+            Err(report) => ResponseFuture::answered(report, fields, answer),
+        }
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The response future of [`CrashGuardService`].
-    pub struct RequestScopeFuture<F> {
-        #[pin]
-        future: F,
-        fields: RequestFields,
-    }
-}
-
-impl<F: Future> Future for RequestScopeFuture<F> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        forget_stale_panic();
-        let _scope = RequestScope::enter(this.fields);
-        this.future.poll(cx)
-    }
-}
-
-/// What a panic record says about the request being served.
-#[derive(Debug)]
-struct RequestFields {
-    method: Method,
-    uri: Uri,
-    /// The template axum matched, when the layer is on a `Router` (`Router::layer`).
-    #[cfg(feature = "axum")]
-    route: Option<axum::extract::MatchedPath>,
-    request_id: Option<HeaderValue>,
-}
-
-impl ServedRequest for RequestFields {
-    fn method(&self) -> &str {
-        self.method.as_str()
-    }
-
-    fn path(&self) -> &str {
-        self.uri.path()
-    }
-
-    fn route(&self) -> Option<&str> {
-        #[cfg(feature = "axum")]
-        return self.route.as_ref().map(axum::extract::MatchedPath::as_str);
-        #[cfg(not(feature = "axum"))]
-        return None;
-    }
-
-    fn request_id(&self) -> Option<&[u8]> {
-        self.request_id.as_ref().map(HeaderValue::as_bytes)
-    }
+/// Runs `run` with `fields` as the request being served: a panic comes back as its report,
+/// recorded with them.
+#[inline]
+fn guarded<R>(fields: &RequestFields, run: impl FnOnce() -> R) -> Result<R, PanicReport> {
+    forget_stale_panic();
+    let _scope = RequestScope::enter(fields);
+    catch_unwind(AssertUnwindSafe(run)).map_err(|payload| take_caught(&*payload, None))
 }

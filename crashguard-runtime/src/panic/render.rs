@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::report::{PanicLocation, PanicReport, PanicRequest, Summary};
+use crate::context::TraceContext;
 use crate::record::{self, keys, Severity};
 use crate::state::IncidentId;
 
@@ -98,6 +99,11 @@ fn fill_json(fields: &PanicFields<'_>, record: &mut record::Record<'_>) {
         if let Some(request_id) = &request.request_id {
             record.str_max(keys::HTTP_REQUEST_ID, request_id, 256);
         }
+        if let Some(trace) = &request.trace {
+            record.str(keys::TRACE_ID, trace.trace_id());
+            record.str(keys::SPAN_ID, trace.span_id());
+            record.str(keys::TRACE_FLAGS, trace.trace_flags());
+        }
     }
     record.str(keys::EXCEPTION_TYPE, "panic");
     record.str_max(keys::EXCEPTION_MESSAGE, fields.message, MESSAGE_MAX_BYTES);
@@ -127,6 +133,7 @@ fn emit_tracing_event(fields: &PanicFields<'_>) {
         Trace::Skipped(why) => (None, None, None, Some(*why)),
     };
     let (location, request) = (fields.location, fields.request);
+    let trace = request.and_then(|request| request.trace.as_ref());
     tracing::error!(
         target: "crashguard",
         event = "panic",
@@ -141,6 +148,9 @@ fn emit_tracing_event(fields: &PanicFields<'_>) {
         url.path = request.map(|r| r.path.as_str()),
         http.route = request.and_then(|r| r.route.as_deref()),
         "http.request.header.x-request-id" = request.and_then(|r| r.request_id.as_deref()),
+        trace_id = trace.map(TraceContext::trace_id),
+        span_id = trace.map(TraceContext::span_id),
+        trace_flags = trace.map(TraceContext::trace_flags),
         exception.r#type = "panic",
         exception.message = %Capped(fields.message, MESSAGE_MAX_BYTES),
         exception.stacktrace = full.map(|trace| Capped(trace, TRACING_TRACE_MAX_BYTES)).map(tracing::field::display),
@@ -231,6 +241,9 @@ mod tests {
                 path: "/users/7".into(),
                 route: Some("/users/{id}".into()),
                 request_id: Some("r-1".into()),
+                trace: crate::context::TraceContext::parse(
+                    b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
             }),
         });
         for trace in [

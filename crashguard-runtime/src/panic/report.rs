@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::thread::Thread;
 
+use crate::context::TraceContext;
 use crate::state::IncidentId;
 
 /// What crashguard knows about one panic: given to fallbacks and kept for the exit record.
@@ -51,6 +52,8 @@ pub(crate) struct PanicRequest {
     /// The route template the framework matched (`/users/{id}`), where it says.
     pub(crate) route: Option<String>,
     pub(crate) request_id: Option<String>,
+    /// Where the request sits in a distributed trace, from its `traceparent`.
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl PanicRequest {
@@ -64,6 +67,7 @@ impl PanicRequest {
                 request_id: request
                     .request_id()
                     .map(|id| String::from_utf8_lossy(id).into_owned()),
+                trace: request.traceparent().and_then(TraceContext::parse),
             })
         })
     }

@@ -25,6 +25,10 @@ pub(crate) const CODE_LINE_NUMBER: &str = "code.line.number";
 pub(crate) const CODE_COLUMN_NUMBER: &str = "code.column.number";
 pub(crate) const HTTP_REQUEST_METHOD: &str = "http.request.method";
 pub(crate) const HTTP_ROUTE: &str = "http.route";
+// OpenTelemetry's log data model's names, without a namespace.
+pub(crate) const TRACE_ID: &str = "trace_id";
+pub(crate) const SPAN_ID: &str = "span_id";
+pub(crate) const TRACE_FLAGS: &str = "trace_flags";
 pub(crate) const URL_PATH: &str = "url.path";
 pub(crate) const HTTP_REQUEST_ID: &str = "http.request.header.x-request-id";
 pub(crate) const EXCEPTION_TYPE: &str = "exception.type";

@@ -1,0 +1,73 @@
+//! What a panic record says about the request being served, taken from the request when it
+//! arrives: clones of parts that share their bytes with it, so nothing is allocated per request.
+
+use http::header::{HeaderName, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Uri};
+
+use crate::context::ServedRequest;
+
+/// The headers looked for in every request; constants, so that finding them parses no name.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+#[derive(Debug)]
+pub(super) struct RequestFields {
+    method: Method,
+    uri: Uri,
+    /// The template axum matched, when the layer is on a `Router` (`Router::layer`).
+    #[cfg(feature = "axum")]
+    route: Option<axum::extract::MatchedPath>,
+    request_id: Option<HeaderValue>,
+    traceparent: Option<HeaderValue>,
+    /// The request is a gRPC call (`content-type: application/grpc…`), to be answered as one.
+    pub(super) grpc: bool,
+}
+
+impl RequestFields {
+    #[inline]
+    pub(super) fn of<B>(request: &Request<B>) -> RequestFields {
+        let headers = request.headers();
+        RequestFields {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            #[cfg(feature = "axum")]
+            route: request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .cloned(),
+            request_id: headers.get(REQUEST_ID).cloned(),
+            traceparent: headers.get(TRACEPARENT).cloned(),
+            grpc: headers
+                .get(CONTENT_TYPE)
+                .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc")),
+        }
+    }
+}
+
+impl ServedRequest for RequestFields {
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+
+    fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    /// axum's matched template; for a gRPC call, its path, which names the method
+    /// (`/package.Service/Method`) and so is as bounded as a template.
+    fn route(&self) -> Option<&str> {
+        #[cfg(feature = "axum")]
+        if let Some(route) = &self.route {
+            return Some(route.as_str());
+        }
+        self.grpc.then(|| self.uri.path())
+    }
+
+    fn request_id(&self) -> Option<&[u8]> {
+        self.request_id.as_ref().map(HeaderValue::as_bytes)
+    }
+
+    fn traceparent(&self) -> Option<&[u8]> {
+        self.traceparent.as_ref().map(HeaderValue::as_bytes)
+    }
+}
