@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use crashguard_runtime::{
     catch, catch_future, install, is_shutting_down, on_shutdown, on_shutdown_async, run,
@@ -40,18 +41,26 @@ pub use crashguard_runtime::{
     EXIT_ERROR, EXIT_PANIC, MAX_RECORD_BYTES, MIN_RECORD_BYTES, NON_STRING_PAYLOAD,
     TERMINATION_MESSAGE_MAX_BYTES, TRUNCATION_MARKER,
 };
-/// Thread dumps (Linux on x86_64 and aarch64).
+// Thread dumps: Linux on x86_64 and aarch64. (A doc comment here would be prepended to the
+// items' own docs.)
 #[cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
-pub use crashguard_runtime::{dump_threads, ThreadDump};
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))
+)]
+pub use crashguard_runtime::{dump_threads, ThreadDump, MAX_THREADS};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use crashguard_runtime::{run_async, Flavor};
 
-/// Answering HTTP after a panic (feature `http`): the problem+json 500, the tower layer
-/// (feature `tower`) and axum glue (feature `axum`).
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use crashguard_runtime::http;
 
 /// Guards `fn main` (sync or async) or a function that must answer even when it panics.

@@ -9,6 +9,8 @@ use crate::panic::PanicReport;
 
 /// What a `#[crash_guarded(http)]` handler declared `-> impl IntoResponse` returns: its own
 /// answer, or crashguard's 500 after a panic. One type, so the signature stays as written.
+/// Generated code names it; it is not for users.
+#[doc(hidden)]
 #[derive(Debug)]
 pub enum HttpAnswer<T> {
     /// The handler finished.
@@ -33,12 +35,14 @@ impl<T> FromPanic for HttpAnswer<T> {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl FromPanic for ErrorResponse {
     fn from_panic(report: &PanicReport) -> Self {
         ErrorResponse::from(problem_response::<axum_core::body::Body>(report))
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 /// An axum handler for a readiness probe: 200 `ready` until shutdown starts, then 503
 /// `shutting down`, so Kubernetes stops sending new requests while in-flight ones finish.
 ///

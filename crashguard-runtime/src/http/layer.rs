@@ -55,6 +55,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// });
 /// let app: Router = Router::new().route("/", get(|| async { "ok" })).layer(layer);
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CrashGuardLayer<P = ProblemAnswer> {
     answer: P,
@@ -76,6 +77,7 @@ impl<P: PanicAnswer> CrashGuardLayer<P> {
 
 /// How [`CrashGuardLayer`] answers a request whose handling panicked, once the panic's record is
 /// written. Implemented by [`ProblemAnswer`] and by every `FnMut(&PanicReport) -> Response<B>`.
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub trait PanicAnswer: Clone {
     /// The body of the answer.
     type Body;
@@ -86,6 +88,7 @@ pub trait PanicAnswer: Clone {
 }
 
 /// crashguard's default answer: the problem+json 500 of [`Problem`].
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct ProblemAnswer;
@@ -120,6 +123,7 @@ impl<S, P: PanicAnswer> Layer<S> for CrashGuardLayer<P> {
 
 /// A [`PanicAnswer`] as tower-http's `CatchPanic` takes it: the panic's report, as the hook
 /// recorded it, handed to the answer.
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[derive(Debug, Clone, Copy)]
 pub struct ForCatchPanic<P>(P);
 
@@ -132,6 +136,7 @@ impl<P: PanicAnswer> ResponseForPanic for ForCatchPanic<P> {
 }
 
 /// The inner half of [`CrashGuardLayer`]: makes the request being served known to the panic hook.
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[derive(Debug, Clone)]
 pub struct CrashGuardService<S> {
     inner: S,
@@ -168,6 +173,7 @@ where
 
 pin_project_lite::pin_project! {
     /// The response future of [`CrashGuardService`].
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
     pub struct RequestScopeFuture<F> {
         #[pin]
         future: F,
