@@ -127,6 +127,11 @@ pub use crashguard_runtime::http;
 /// ```
 pub use crashguard_macros::crash_guarded;
 
+/// Every `rust` block of the README, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Used by the code `#[crash_guarded]` generates. Not public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
