@@ -147,6 +147,7 @@ pub fn problem_response<B: From<String>>(report: &PanicReport) -> Response<B> {
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[diagnostic::do_not_recommend]
 impl<B: From<String>> FromPanic for Response<B> {
     fn from_panic(report: &PanicReport) -> Self {
         problem_response(report)
@@ -154,6 +155,7 @@ impl<B: From<String>> FromPanic for Response<B> {
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[diagnostic::do_not_recommend]
 impl FromPanic for StatusCode {
     /// A bare 500: the status has no room for the incident id, which stays in the record.
     fn from_panic(_: &PanicReport) -> Self {

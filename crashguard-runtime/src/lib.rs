@@ -90,7 +90,7 @@ pub use state::IncidentId;
 pub mod __private {
     #[cfg(feature = "tokio")]
     pub use crate::entry::run_async_named;
-    pub use crate::entry::{run_future_named, run_named};
+    pub use crate::entry::{run_future_named, run_named, Flavor, MainReturn};
 
     /// Whether fatal-signal records can name the executable's functions yet: its symbol table
     /// is read on a background thread after install. Always false where fatal signals are not

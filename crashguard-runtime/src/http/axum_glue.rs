@@ -29,6 +29,7 @@ impl<T: IntoResponse> IntoResponse for HttpAnswer<T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T> FromPanic for HttpAnswer<T> {
     fn from_panic(report: &PanicReport) -> Self {
         HttpAnswer::Panicked(problem_response(report))
@@ -36,6 +37,7 @@ impl<T> FromPanic for HttpAnswer<T> {
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[diagnostic::do_not_recommend]
 impl FromPanic for ErrorResponse {
     fn from_panic(report: &PanicReport) -> Self {
         ErrorResponse::from(problem_response::<axum_core::body::Body>(report))
