@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use crashguard_runtime::{
     catch, catch_future, health, install, is_ready, is_shutting_down, on_shutdown,
@@ -41,18 +42,26 @@ pub use crashguard_runtime::{
     EXIT_ERROR, EXIT_PANIC, EXIT_PANIC_BUDGET, MAX_RECORD_BYTES, MIN_RECORD_BYTES,
     NON_STRING_PAYLOAD, TERMINATION_MESSAGE_MAX_BYTES, TRUNCATION_MARKER,
 };
-/// Thread dumps (Linux on x86_64 and aarch64).
+// Thread dumps: Linux on x86_64 and aarch64. (A doc comment here would be prepended to the
+// items' own docs.)
 #[cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
-pub use crashguard_runtime::{dump_threads, ThreadDump};
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))
+)]
+pub use crashguard_runtime::{dump_threads, ThreadDump, MAX_THREADS};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use crashguard_runtime::{run_async, Flavor};
 
-/// Answering HTTP after a panic (feature `http`): the problem+json 500, the tower layer
-/// (feature `tower`) and axum glue (feature `axum`).
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use crashguard_runtime::http;
 
 /// Guards `fn main` (sync or async) or a function that must answer even when it panics.
@@ -119,73 +128,92 @@ pub use crashguard_runtime::http;
 /// ```
 pub use crashguard_macros::crash_guarded;
 
+/// Every `rust` block of the README, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+// The traits generated code checks, also named here: a compiler message then names them
+// `CrashguardFeatures`, `crashguard::MainReturn`, not by their path through `__private`.
+#[doc(hidden)]
+pub use __private::{AxumFeature, CrashguardFeatures, MainReturn, TokioFeature};
+
 /// Used by the code `#[crash_guarded]` generates. Not public API: it changes without notice.
+///
+/// The expansion calls trait functions through qualified paths (`<T as Trait>::f`), never
+/// functions with bounds, so that a type that does not fit is reported by the trait's
+/// `on_unimplemented` at the user's return type, with no "required by a bound in" pointing here.
 #[doc(hidden)]
 pub mod __private {
-    #[cfg(feature = "tokio")]
-    pub use crashguard_runtime::__private::run_async_named;
     #[cfg(feature = "test-hooks")]
     pub use crashguard_runtime::__private::{
         record_line, symbols_ready, watch_once, write_record_again,
     };
-    pub use crashguard_runtime::__private::{run_future_named, run_named};
-    #[cfg(feature = "tokio")]
-    pub use crashguard_runtime::Flavor;
-    pub use crashguard_runtime::{catch, catch_future, Config};
+    pub use crashguard_runtime::__private::{Flavor, MainReturn};
+    pub use crashguard_runtime::{catch, catch_future, Config, FromPanic};
 
-    #[cfg(feature = "axum")]
-    pub use crashguard_runtime::http::HttpAnswer;
+    /// Which of crashguard's features are on: the `Self` of the checks below, which generated
+    /// code calls only where it needs the feature.
+    pub struct CrashguardFeatures;
 
-    // Without the features, the names generated code uses still exist, so that the error says
-    // which feature to enable instead of "cannot find".
-
-    /// Stands in for the `tokio` feature's runtime builder.
-    #[cfg(not(feature = "tokio"))]
+    /// The runtime crashguard builds for an `async fn main`: the `tokio` feature.
     #[diagnostic::on_unimplemented(
         message = "`#[crash_guarded]` on an `async fn main` without `#[tokio::main]` needs crashguard's `tokio` feature",
         label = "crashguard would build the tokio runtime for this `main`",
         note = "enable the feature (it is on by default), or put `#[tokio::main]` on `main` as well"
     )]
-    pub trait TokioFeatureRequired {}
-
-    #[cfg(not(feature = "tokio"))]
-    #[allow(missing_docs)]
-    pub enum Flavor {
-        CurrentThread,
-        MultiThread(Option<usize>),
+    pub trait TokioFeature {
+        /// `flavor = "current_thread"`.
+        fn current_thread() -> Flavor;
+        /// `flavor = "multi_thread"`, the default, with `worker_threads`.
+        fn multi_thread(workers: Option<usize>) -> Flavor;
     }
 
-    #[cfg(not(feature = "tokio"))]
-    #[allow(missing_docs)]
-    pub fn run_async_named<F: TokioFeatureRequired>(
-        _: Config,
-        _: &'static str,
-        _: Flavor,
-        _: F,
-    ) -> ! {
-        unreachable!("TokioFeatureRequired has no implementations")
+    #[cfg(feature = "tokio")]
+    impl TokioFeature for CrashguardFeatures {
+        #[inline]
+        fn current_thread() -> Flavor {
+            Flavor::CurrentThread
+        }
+
+        #[inline]
+        fn multi_thread(workers: Option<usize>) -> Flavor {
+            Flavor::MultiThread(workers)
+        }
     }
 
-    /// Stands in for the `axum` feature's `HttpAnswer`.
-    #[cfg(not(feature = "axum"))]
+    /// The answer of a handler declared `-> impl IntoResponse`: the `axum` feature.
     #[diagnostic::on_unimplemented(
         message = "`#[crash_guarded(http)]` on a handler returning `impl IntoResponse` needs crashguard's `axum` feature",
         label = "crashguard answers for this handler through axum's `IntoResponse`",
         note = "enable the `axum` feature, or return a concrete type such as `http::Response<B>` or `Result<T, E>`"
     )]
-    pub trait AxumFeatureRequired {}
+    pub trait AxumFeature {
+        /// The handler's own answer.
+        fn completed<T>(output: T) -> Answer<T>;
+        /// crashguard's 500.
+        fn panicked<T>(report: &crashguard_runtime::PanicReport) -> Answer<T>;
+    }
 
+    /// One type for both answers, which is `IntoResponse`.
+    #[cfg(feature = "axum")]
+    pub type Answer<T> = crashguard_runtime::http::HttpAnswer<T>;
+
+    #[cfg(feature = "axum")]
+    impl AxumFeature for CrashguardFeatures {
+        #[inline]
+        fn completed<T>(output: T) -> Answer<T> {
+            crashguard_runtime::http::HttpAnswer::Completed(output)
+        }
+
+        #[inline]
+        fn panicked<T>(report: &crashguard_runtime::PanicReport) -> Answer<T> {
+            FromPanic::from_panic(report)
+        }
+    }
+
+    /// Without the `axum` feature, the handler's own type: the error is then only the missing
+    /// feature, not also "not `IntoResponse`".
     #[cfg(not(feature = "axum"))]
-    #[allow(missing_docs)]
-    pub enum HttpAnswer<T: AxumFeatureRequired> {
-        Completed(T),
-    }
-
-    /// The answer of a `#[crash_guarded(http)]` function to a panic, as its return type.
-    #[inline]
-    pub fn from_panic<T: crashguard_runtime::FromPanic>(
-        report: &crashguard_runtime::PanicReport,
-    ) -> T {
-        T::from_panic(report)
-    }
+    pub type Answer<T> = T;
 }

@@ -211,6 +211,19 @@ fn expand_main(mut function: ItemFn, krate: &Path, args: &Args) -> syn::Result<T
     let config = config(krate, args);
     let GuardedBody { name, body } = guarded_body(&function);
     let span = function.block.span();
+    // `<Returned as MainReturn>::run…`: a return type `main` cannot have is reported at it, in
+    // the words of `MainReturn`'s `on_unimplemented`.
+    let main_return = match &function.sig.output {
+        ReturnType::Default => {
+            let unit = quote_spanned!(function.sig.ident.span()=> ());
+            quote_spanned!(function.sig.ident.span()=> <#unit as #krate::__private::MainReturn>)
+        }
+        ReturnType::Type(_, ty) => {
+            let ty = impl_trait_inferred(ty);
+            let main_return = respan(quote!(#krate::__private::MainReturn), ty.span());
+            quote_spanned!(ty.span()=> <#ty as #main_return>)
+        }
+    };
     let runtime_options = [
         args.flavor.as_ref().map(|option| ("flavor", option.span)),
         args.worker_threads
@@ -238,17 +251,23 @@ fn expand_main(mut function: ItemFn, krate: &Path, args: &Args) -> syn::Result<T
     }
 
     function.block = Box::new(if !is_async {
-        parse_quote_spanned_block(
-            span,
-            quote!(#krate::__private::run_named(#config, #name, #body)),
-        )
+        parse_quote_spanned_block(span, quote!(#main_return::run(#config, #name, #body)))
     } else if external_runtime {
         parse_quote_spanned_block(
             span,
-            quote!(match #krate::__private::run_future_named(#config, #name, #body).await {}),
+            quote!(match #main_return::run_future(#config, #name, #body).await {}),
         )
     } else {
-        function.sig.asyncness = None;
+        // `async`, where the runtime crashguard builds is asked for: the `tokio` feature.
+        let async_span = function
+            .sig
+            .asyncness
+            .take()
+            .map_or(span, |token| token.span);
+        let tokio = respan(
+            quote!(<#krate::__private::CrashguardFeatures as #krate::__private::TokioFeature>),
+            async_span,
+        );
         let flavor = match (args.flavor.as_ref().map(|f| f.value), &args.worker_threads) {
             (Some(Flavor::CurrentThread), Some(workers)) => {
                 return Err(syn::Error::new(
@@ -257,19 +276,19 @@ fn expand_main(mut function: ItemFn, krate: &Path, args: &Args) -> syn::Result<T
                 ))
             }
             (Some(Flavor::CurrentThread), None) => {
-                quote!(#krate::__private::Flavor::CurrentThread)
+                quote!(#tokio::current_thread())
             }
             (_, Some(workers)) => {
                 let workers = workers.value;
-                quote!(#krate::__private::Flavor::MultiThread(::core::option::Option::Some(#workers)))
+                quote!(#tokio::multi_thread(::core::option::Option::Some(#workers)))
             }
             (_, None) => {
-                quote!(#krate::__private::Flavor::MultiThread(::core::option::Option::None))
+                quote!(#tokio::multi_thread(::core::option::Option::None))
             }
         };
         parse_quote_spanned_block(
             span,
-            quote!(#krate::__private::run_async_named(#config, #name, #flavor, #body)),
+            quote!(#main_return::run_async(#config, #name, #flavor, #body)),
         )
     });
     Ok(function.into_token_stream())
@@ -304,24 +323,64 @@ fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> 
     // one type that is `IntoResponse`.
     let impl_trait_answer =
         matches!(&function.sig.output, ReturnType::Type(_, ty) if is_impl_trait(ty));
-    let output_span = match &function.sig.output {
-        ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => function.sig.ident.span(),
+    // The first and last token of the return type: rustc spans an expression whose first and
+    // last tokens carry them over the whole type (`Json<u64>`, not `Json`).
+    let (output_span, output_end) = match &function.sig.output {
+        ReturnType::Type(_, ty) => {
+            let end = ty
+                .to_token_stream()
+                .into_iter()
+                .last()
+                .map(|token| token.span());
+            (ty.span(), end.unwrap_or_else(|| ty.span()))
+        }
+        ReturnType::Default => (function.sig.ident.span(), function.sig.ident.span()),
     };
     let (completed, answer) = match on_panic {
-        OnPanic::Http if impl_trait_answer => (
-            quote!(#krate::__private::HttpAnswer::Completed(output)),
-            quote!(#krate::__private::from_panic::<#krate::__private::HttpAnswer<_>>(&report)),
-        ),
+        OnPanic::Http if impl_trait_answer => {
+            // Spanned at `impl IntoResponse`, where a missing `axum` feature is reported.
+            let features = respan_over(
+                quote!(#krate::__private::CrashguardFeatures),
+                output_span,
+                output_end,
+            );
+            let feature = respan(quote!(#krate::__private::AxumFeature), output_span);
+            let axum = quote_spanned!(output_span=> <#features as #feature>);
+            (
+                quote!(#axum::completed(output)),
+                quote!(#axum::panicked(&report)),
+            )
+        }
         OnPanic::Http => {
-            // Spanned at the return type, so "cannot carry the answer" points at it.
-            let from_panic = respan(quote!(#krate::__private::from_panic), output_span);
+            // The trait's function, not a function with a bound, spanned at the return type: "cannot
+            // carry the answer" points at it, and at nothing of crashguard's.
+            let from_panic = respan_over(
+                quote!(#krate::__private::FromPanic::from_panic),
+                output_span,
+                output_end,
+            );
             (
                 quote!(output),
                 quote_spanned!(output_span=> #from_panic(&report)),
             )
         }
-        OnPanic::Fallback(path) => (quote!(output), quote_spanned!(path.span()=> #path(&report))),
+        OnPanic::Fallback(path) => {
+            // The call spans the path (a wrong return type points at it), its argument the
+            // attribute: a fallback that takes no report then gets no suggestion that edits the
+            // path.
+            let end = path
+                .to_token_stream()
+                .into_iter()
+                .last()
+                .map_or(path.span(), |token| token.span());
+            let mut argument =
+                proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, quote!(&report));
+            argument.set_span(end);
+            (
+                quote!(output),
+                quote_spanned!(path.span()=> #path #argument),
+            )
+        }
     };
     let caught = if function.sig.asyncness.is_some() {
         quote!(#krate::__private::catch_future(#name, #body).await)
@@ -356,6 +415,15 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
             token
         })
         .collect()
+}
+
+/// `tokens` spanned from `first` to `last`: its last token gets `last`, every other `first`.
+fn respan_over(tokens: TokenStream, first: Span, last: Span) -> TokenStream {
+    let mut tokens: Vec<_> = respan(tokens, first).into_iter().collect();
+    if let Some(token) = tokens.last_mut() {
+        token.set_span(last);
+    }
+    tokens.into_iter().collect()
 }
 
 fn parse_quote_spanned_block(span: Span, inner: TokenStream) -> syn::Block {

@@ -222,6 +222,80 @@ pub fn run_async_named<T: MainOutput>(
     }
 }
 
+/// Without the `tokio` feature no runtime can be asked for: generated code that asks fails on
+/// the missing feature (the facade's check), and this type has no values.
+#[cfg(not(feature = "tokio"))]
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {}
+
+/// What `main` returns, as `#[crash_guarded]` runs it: every [`MainOutput`]. Generated code calls
+/// these through `<Returned as MainReturn>::…`, so that a type `main` cannot return is reported
+/// at that type, in this trait's words, and not as a bound of a function of crashguard's. (In
+/// this crate, so that its frames are crashguard's in a backtrace.)
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`#[crash_guarded]` on `main` cannot return `{Self}`",
+    label = "`main` returns this type",
+    note = "return `()`, `std::process::ExitCode`, or `Result<T, E>` with such a `T` and any `E: Debug` (`anyhow::Error`, `Box<dyn Error>`, …)",
+    note = "for another exit code, return an `ExitCode`: `ExitCode::from(3)`"
+)]
+pub trait MainReturn: Sized {
+    /// A sync `main`: [`run_named`].
+    fn run(config: Config, function: &'static str, body: impl FnOnce() -> Self) -> !;
+
+    /// An `async fn main` that another attribute (`#[tokio::main]`) runs: [`run_future_named`].
+    fn run_future(
+        config: Config,
+        function: &'static str,
+        body: impl Future<Output = Self>,
+    ) -> impl Future<Output = Infallible>;
+
+    /// An `async fn main` on the runtime crashguard builds: `run_async_named`.
+    fn run_async(
+        config: Config,
+        function: &'static str,
+        flavor: Flavor,
+        body: impl Future<Output = Self>,
+    ) -> !;
+}
+
+// Not recommended: the error then names what `main` returns, not the bound it fails.
+#[diagnostic::do_not_recommend]
+impl<T: MainOutput> MainReturn for T {
+    #[inline]
+    fn run(config: Config, function: &'static str, body: impl FnOnce() -> T) -> ! {
+        run_named(config, function, body)
+    }
+
+    #[inline]
+    fn run_future(
+        config: Config,
+        function: &'static str,
+        body: impl Future<Output = T>,
+    ) -> impl Future<Output = Infallible> {
+        run_future_named(config, function, body)
+    }
+
+    #[inline]
+    fn run_async(
+        config: Config,
+        function: &'static str,
+        flavor: Flavor,
+        body: impl Future<Output = T>,
+    ) -> ! {
+        #[cfg(feature = "tokio")]
+        {
+            run_async_named(config, function, flavor, body)
+        }
+        #[cfg(not(feature = "tokio"))]
+        {
+            let _ = (config, function, body);
+            match flavor {}
+        }
+    }
+}
+
 fn finish<T: MainOutput>(result: Result<T, PanicReport>) -> ! {
     // Formatting the error (its Debug) and dropping main's value are user code too.
     match result.and_then(|output| catch("main", || output.into_exit())) {

@@ -116,6 +116,9 @@ pub trait FromPanic {
     fn from_panic(report: &PanicReport) -> Self;
 }
 
+// The impls of crashguard are not recommended: the message's notes name the return types that
+// work, in the words a handler is written with, rather than a list of impls and their files.
+#[diagnostic::do_not_recommend]
 impl<T, E: FromPanic> FromPanic for Result<T, E> {
     fn from_panic(report: &PanicReport) -> Self {
         Err(E::from_panic(report))

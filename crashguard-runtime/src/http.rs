@@ -44,8 +44,10 @@ mod grpc;
 mod layer;
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use axum_glue::{readyz, HttpAnswer};
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use layer::{
     CrashGuardLayer, CrashGuardService, GuardedBody, PanicAnswer, PanicWhileStreaming,
     ProblemAnswer, ResponseFuture,
@@ -146,12 +148,16 @@ pub fn problem_response<B: From<String>>(report: &PanicReport) -> Response<B> {
     Problem::for_panic(report).into_response()
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[diagnostic::do_not_recommend]
 impl<B: From<String>> FromPanic for Response<B> {
     fn from_panic(report: &PanicReport) -> Self {
         problem_response(report)
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[diagnostic::do_not_recommend]
 impl FromPanic for StatusCode {
     /// A bare 500: the status has no room for the incident id, which stays in the record.
     fn from_panic(_: &PanicReport) -> Self {

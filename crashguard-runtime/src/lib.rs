@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod os;
 
@@ -54,6 +55,7 @@ mod dumps;
 mod entry;
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 
 pub use config::{
@@ -61,9 +63,17 @@ pub use config::{
     DEFAULT_GRACE_PERIOD, DEFAULT_TERMINATION_LOG, MAX_RECORD_BYTES, MIN_RECORD_BYTES,
 };
 #[cfg(fatal_signals)]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))
+)]
 pub use dumps::{dump_threads, ThreadDump, MAX_THREADS};
 pub use entry::{install, run};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use entry::{run_async, Flavor};
 pub use exit::{
     MainExit, MainOutput, EXIT_DEADLINE, EXIT_ERROR, EXIT_PANIC, EXIT_PANIC_BUDGET,
@@ -85,7 +95,7 @@ pub use state::IncidentId;
 pub mod __private {
     #[cfg(feature = "tokio")]
     pub use crate::entry::run_async_named;
-    pub use crate::entry::{run_future_named, run_named};
+    pub use crate::entry::{run_future_named, run_named, Flavor, MainReturn};
 
     /// Whether fatal-signal records can name the executable's functions yet: its symbol table
     /// is read on a background thread after install. Always false where fatal signals are not

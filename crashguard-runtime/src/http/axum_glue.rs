@@ -10,6 +10,8 @@ use crate::shutdown::Readiness;
 
 /// What a `#[crash_guarded(http)]` handler declared `-> impl IntoResponse` returns: its own
 /// answer, or crashguard's 500 after a panic. One type, so the signature stays as written.
+/// Generated code names it; it is not for users.
+#[doc(hidden)]
 #[derive(Debug)]
 pub enum HttpAnswer<T> {
     /// The handler finished.
@@ -28,18 +30,22 @@ impl<T: IntoResponse> IntoResponse for HttpAnswer<T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T> FromPanic for HttpAnswer<T> {
     fn from_panic(report: &PanicReport) -> Self {
         HttpAnswer::Panicked(problem_response(report))
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[diagnostic::do_not_recommend]
 impl FromPanic for ErrorResponse {
     fn from_panic(report: &PanicReport) -> Self {
         ErrorResponse::from(problem_response::<axum_core::body::Body>(report))
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 /// An axum handler for a readiness probe: 200 `ready` while [`is_ready`](crate::is_ready), else
 /// 503 with the reason ([`Readiness`](crate::Readiness)): `shutting down` once shutdown starts, so
 /// Kubernetes stops sending new requests while in-flight ones finish, or the spent

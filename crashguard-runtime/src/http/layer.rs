@@ -68,6 +68,7 @@ pub use response::ResponseFuture;
 /// });
 /// let app: Router = Router::new().route("/", get(|| async { "ok" })).layer(layer);
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CrashGuardLayer<P = ProblemAnswer> {
     answer: P,
@@ -90,6 +91,7 @@ impl<P: PanicAnswer> CrashGuardLayer<P> {
 /// How [`CrashGuardLayer`] answers an HTTP request whose handling panicked, once the panic's
 /// record is written. Implemented by [`ProblemAnswer`] and by every
 /// `FnMut(&PanicReport) -> Response<B>` that is `Clone`.
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub trait PanicAnswer: Clone {
     /// The body of the answer.
     type Body;
@@ -100,6 +102,7 @@ pub trait PanicAnswer: Clone {
 }
 
 /// crashguard's default answer: the problem+json 500 of [`Problem`].
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct ProblemAnswer;
@@ -136,6 +139,7 @@ impl<S, P: PanicAnswer> Layer<S> for CrashGuardLayer<P> {
 }
 
 /// The service of [`CrashGuardLayer`].
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[derive(Debug, Clone)]
 pub struct CrashGuardService<S, P = ProblemAnswer> {
     inner: S,

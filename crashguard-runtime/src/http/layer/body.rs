@@ -14,6 +14,7 @@ use crate::state::IncidentId;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project_lite::pin_project! {
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
     /// The response body of [`CrashGuardService`](super::CrashGuardService): the inner
     /// service's body, or the layer's answer to a panic.
     pub struct GuardedBody<B, A> {
@@ -54,6 +55,7 @@ impl<B, A> GuardedBody<B, A> {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 /// How a response body that panicked ends, after its record is written: an error, so that the
 /// server aborts the response instead of ending it as if it were whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use super::{guarded, PanicAnswer};
 use crate::panic::PanicReport;
 
 pin_project_lite::pin_project! {
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
     /// The response future of [`CrashGuardService`](super::CrashGuardService).
     pub struct ResponseFuture<F, P> {
         // `None` once a panic was answered instead.

@@ -1,0 +1,6 @@
+pub struct ConfigError;
+
+#[crashguard::crash_guarded]
+fn main() -> Result<(), ConfigError> {
+    Ok(())
+}
