@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The happy path as instruction counts: each server of the load benchmark (`load_bench serve
+# KIND`) runs under `valgrind --tool=callgrind` while one keep-alive connection sends it N
+# requests for `/ok`, then 2N; the difference over N is what one request costs, start-up and
+# shutdown left out. Instructions, unlike seconds, repeat from run to run on a shared machine.
+#
+#   bash benches/instructions.sh [N]       (N = 2000 by default; needs valgrind and python3)
+#
+# The watcher is turned off (CRASHGUARD_WATCH_INTERVAL=0): its look every 5 s would count
+# against the slower run, which takes longer under valgrind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+requests=${1:-2000}
+
+binary=$(cargo bench --features axum --bench load_bench --no-run --message-format=json 2>/dev/null |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "load_bench" and message.get("executable"):
+        print(message["executable"])')
+
+# Sends `count` requests for /ok on one keep-alive connection to the address on stdin's first
+# line, checking each answer.
+client='
+import http.client, sys
+host, port = sys.argv[1].rsplit(":", 1)
+connection = http.client.HTTPConnection(host, int(port))
+for _ in range(int(sys.argv[2])):
+    connection.request("GET", "/ok")
+    response = connection.getresponse()
+    assert response.status == 200 and response.read() == b"ok", response.status
+'
+
+# Prints the instructions the server `kind` executed while answering `count` requests.
+instructions() {
+  local kind=$1 count=$2 out
+  out=$(mktemp -d)
+  CRASHGUARD_WATCH_INTERVAL=0 valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out" \
+    "$binary" serve "$kind" >"$out/stdout" 2>"$out/stderr" &
+  local pid=$!
+  until grep -q "listening on" "$out/stdout" 2>/dev/null; do sleep 0.2; done
+  local address
+  address=$(grep "listening on" "$out/stdout" | sed 's/listening on //')
+  python3 -c "$client" "$address" "$count"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  grep -E "^(summary|totals):" "$out/callgrind.out"* | head -1 | awk '{print $2}'
+  rm -rf "$out"
+}
+
+printf '| server | instructions per request | runs (N, 2N) |\n|---|---:|---|\n'
+for kind in unprotected tower-http crashguard crashguard-layer; do
+  once=$(instructions "$kind" "$requests")
+  twice=$(instructions "$kind" $((2 * requests)))
+  per_request=$(( (twice - once) / requests ))
+  printf '| %s | %d | %d, %d |\n' "$kind" "$per_request" "$once" "$twice"
+done
