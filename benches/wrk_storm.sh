@@ -3,7 +3,8 @@
 # KIND`, release build), one at a time, each under 16 connections on `/boom` (a panic on every
 # request) while 4 connections measure `/ok`, for 5 s after 1 s of warm-up, in rounds whose order
 # rotates. Prints one table row per server and round: answers per second from wrk, `/ok` p99, and
-# the server's CPU time (user and system, from /proc) per answered request.
+# the server's CPU time (user and system, from /proc) per answered request. RUST_BACKTRACE is
+# unset for every server: tower-http's comparison is std's hook without traces.
 #
 #   bash benches/wrk_storm.sh [ROUNDS]     (2 by default; needs wrk)
 set -euo pipefail
@@ -34,7 +35,7 @@ for round in $(seq 1 "$rounds"); do
   for offset in $(seq 0 $((${#kinds[@]} - 1))); do
     kind=${kinds[$(((round - 1 + offset) % ${#kinds[@]}))]}
     out=$(mktemp -d)
-    "$binary" serve "$kind" >"$out/stdout" 2>"$stderr_dir/wrk-storm-$kind.stderr" &
+    env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$binary" serve "$kind" >"$out/stdout" 2>"$stderr_dir/wrk-storm-$kind.stderr" &
     pid=$!
     until grep -q "listening on" "$out/stdout" 2>/dev/null; do sleep 0.1; done
     address=$(grep "listening on" "$out/stdout" | sed 's/listening on //')

@@ -69,7 +69,7 @@ fn expand_with(args: &Args, item: TokenStream) -> syn::Result<TokenStream> {
             format!("`{name}` applies to `#[crash_guarded]` on `fn main` only"),
         ));
     }
-    Ok(expand_handler(function, &krate, on_panic))
+    expand_handler(function, &krate, on_panic)
 }
 
 fn parse_function(item: TokenStream) -> syn::Result<ItemFn> {
@@ -316,7 +316,25 @@ enum OnPanic<'a> {
     Fallback(&'a Path),
 }
 
-fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> TokenStream {
+fn expand_handler(
+    mut function: ItemFn,
+    krate: &Path,
+    on_panic: OnPanic<'_>,
+) -> syn::Result<TokenStream> {
+    // A future built by a function that is not `async`: `#[async_trait]`'s body is guarded
+    // inside; any other would be guarded only while it is built, never while it runs.
+    let async_trait = function.sig.asyncness.is_none()
+        && crate::futures::async_trait_block(&mut function.block).is_some();
+    if function.sig.asyncness.is_none() && !async_trait {
+        if let Some(future) = crate::futures::returned_future(&function.sig.output) {
+            return Err(syn::Error::new_spanned(
+                future,
+                "`#[crash_guarded]` cannot guard a future that a function which is not `async` \
+                 returns: it would catch only a panic while the future is built, not while it \
+                 runs. Make it an `async fn` (in a `#[async_trait]` impl, an `async fn` too)",
+            ));
+        }
+    }
     let GuardedBody { name, body } = guarded_body(&function);
     let span = function.block.span();
     // A declared `impl IntoResponse` cannot name the fallback's type, so both outcomes become
@@ -325,8 +343,13 @@ fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> 
         matches!(&function.sig.output, ReturnType::Type(_, ty) if is_impl_trait(ty));
     // The first and last token of the return type: rustc spans an expression whose first and
     // last tokens carry them over the whole type (`Json<u64>`, not `Json`).
-    let (output_span, output_end) = match &function.sig.output {
-        ReturnType::Type(_, ty) => {
+    let output_type = match &function.sig.output {
+        ReturnType::Type(_, ty) if async_trait => crate::futures::future_output(ty),
+        ReturnType::Type(_, ty) => Some(&**ty),
+        ReturnType::Default => None,
+    };
+    let (output_span, output_end) = match output_type {
+        Some(ty) => {
             let end = ty
                 .to_token_stream()
                 .into_iter()
@@ -334,7 +357,7 @@ fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> 
                 .map(|token| token.span());
             (ty.span(), end.unwrap_or_else(|| ty.span()))
         }
-        ReturnType::Default => (function.sig.ident.span(), function.sig.ident.span()),
+        None => (function.sig.ident.span(), function.sig.ident.span()),
     };
     let (completed, answer) = match on_panic {
         OnPanic::Http if impl_trait_answer => {
@@ -382,6 +405,25 @@ fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> 
             )
         }
     };
+    if async_trait {
+        let Some(future) = crate::futures::async_trait_block(&mut function.block) else {
+            unreachable!("checked above");
+        };
+        let statements = &future.block.stmts;
+        let guarded = quote_spanned! {span=>
+            #krate::__private::catch_future(#name, async move { #(#statements)* }).await
+        };
+        future.block = parse_quote_spanned_block(
+            span,
+            quote! {
+                match #guarded {
+                    ::core::result::Result::Ok(output) => #completed,
+                    ::core::result::Result::Err(report) => #answer,
+                }
+            },
+        );
+        return Ok(function.into_token_stream());
+    }
     let caught = if function.sig.asyncness.is_some() {
         quote!(#krate::__private::catch_future(#name, #body).await)
     } else {
@@ -396,7 +438,7 @@ fn expand_handler(mut function: ItemFn, krate: &Path, on_panic: OnPanic<'_>) -> 
             }
         },
     ));
-    function.into_token_stream()
+    Ok(function.into_token_stream())
 }
 
 /// `tokens` with every span set to `span`.

@@ -6,6 +6,7 @@
 
 mod args;
 mod expand;
+mod futures;
 
 use proc_macro::TokenStream;
 

@@ -42,6 +42,8 @@ mod axum_glue;
 mod grpc;
 #[cfg(feature = "tower")]
 mod layer;
+#[cfg(feature = "tonic")]
+mod tonic_glue;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -26,7 +26,18 @@ pub(super) struct RequestFields {
 impl RequestFields {
     #[inline]
     pub(super) fn of<B>(request: &Request<B>) -> RequestFields {
-        let headers = request.headers();
+        // One pass over the few headers a request has costs less than three lookups, each of
+        // which hashes its name.
+        let (mut request_id, mut traceparent, mut grpc) = (None, None, false);
+        for (name, value) in request.headers() {
+            if name == CONTENT_TYPE {
+                grpc = value.as_bytes().starts_with(b"application/grpc");
+            } else if name == REQUEST_ID {
+                request_id.get_or_insert_with(|| value.clone());
+            } else if name == TRACEPARENT {
+                traceparent.get_or_insert_with(|| value.clone());
+            }
+        }
         RequestFields {
             method: request.method().clone(),
             uri: request.uri().clone(),
@@ -35,11 +46,9 @@ impl RequestFields {
                 .extensions()
                 .get::<axum::extract::MatchedPath>()
                 .cloned(),
-            request_id: headers.get(REQUEST_ID).cloned(),
-            traceparent: headers.get(TRACEPARENT).cloned(),
-            grpc: headers
-                .get(CONTENT_TYPE)
-                .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc")),
+            request_id,
+            traceparent,
+            grpc,
         }
     }
 }
