@@ -101,6 +101,11 @@ pub(crate) fn take_caught(
 /// Counts a recorded panic: the metrics, then the health, whose spent budget may start a
 /// shutdown whose record must follow the panic's.
 fn count(report: &PanicReport) {
+    // A forked child inherits the locks the parent's other threads held (the health window's, a
+    // metrics recorder's), which nobody will release there: it counts nothing.
+    if crate::os::is_forked_child() {
+        return;
+    }
     let at = std::time::SystemTime::now();
     let details = report.details();
     let route = details

@@ -28,8 +28,6 @@ pin_project_lite::pin_project! {
     enum State<B, A> {
         Streaming { #[pin] body: B, fields: RequestFields },
         Answer { #[pin] body: A },
-        // A gRPC body that panicked: its status goes out as trailers.
-        Trailers { incident: IncidentId },
         Finished,
     }
 }
@@ -111,20 +109,15 @@ where
                     .poll_frame(cx)
                     .map(|frame| frame.map(|frame| frame.map_err(Into::into)));
             }
-            StateProjection::Trailers { incident } => {
-                let trailers = crate::http::grpc::internal_status(*incident, false);
-                state.set(State::Finished);
-                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-            }
             StateProjection::Finished => return Poll::Ready(None),
         };
         let (incident, grpc) = panicked;
+        state.set(State::Finished);
+        // A gRPC body that panicked ends with its status as trailers; any other with an error.
         if grpc {
             let trailers = crate::http::grpc::internal_status(incident, false);
-            state.set(State::Finished);
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
-        state.set(State::Finished);
         Poll::Ready(Some(Err(Box::new(PanicWhileStreaming { incident }))))
     }
 
@@ -132,7 +125,6 @@ where
         match &self.state {
             State::Streaming { body, .. } => body.is_end_stream(),
             State::Answer { body } => body.is_end_stream(),
-            State::Trailers { .. } => false,
             State::Finished => true,
         }
     }
@@ -141,7 +133,7 @@ where
         match &self.state {
             State::Streaming { body, .. } => body.size_hint(),
             State::Answer { body } => body.size_hint(),
-            State::Trailers { .. } | State::Finished => SizeHint::with_exact(0),
+            State::Finished => SizeHint::with_exact(0),
         }
     }
 }
