@@ -163,8 +163,10 @@ async fn the_fourth_panic_of_a_3_per_10_s_budget_turns_readyz_503_until_a_clean_
         get(&server, "/readyz").await,
         (200, "ready\n".to_owned(), None)
     );
-    let fourth = panic_on(&server, "/orders/4").await;
+    // Before the request: the panic is noted after it, so it counts for at least a window from
+    // here.
     let spent = Instant::now();
+    let fourth = panic_on(&server, "/orders/4").await;
     let (status, reason, _) = get(&server, "/readyz").await;
     assert_eq!(status, 503);
     assert_eq!(
@@ -191,13 +193,14 @@ async fn the_fourth_panic_of_a_3_per_10_s_budget_turns_readyz_503_until_a_clean_
         assert!(spent.elapsed() < Duration::from_secs(20), "still not ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // A panic counts for a whole window and at most a tenth more.
+    // A panic counts for a whole window and at most a tenth more (and the test's polling and a
+    // busy machine's delays on top).
     assert!(
-        ready_again >= Duration::from_millis(9_900),
+        ready_again >= Duration::from_secs(10),
         "ready after {ready_again:?}"
     );
     assert!(
-        ready_again <= Duration::from_secs(13),
+        ready_again <= Duration::from_secs(14),
         "ready after {ready_again:?}"
     );
     let (_, body, _) = get(&server, "/health").await;

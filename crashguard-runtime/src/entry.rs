@@ -46,6 +46,7 @@ pub fn install(config: Config) {
             record::config_warning(&message, Some("fatal_signals"));
         }
     }
+    crate::health::configure(crate::state::settings().panic_budget);
     if crate::state::settings().exit_on_panic_budget {
         crate::health::when_budget_spent(crate::shutdown::panic_budget_spent);
     }

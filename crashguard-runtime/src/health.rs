@@ -65,26 +65,36 @@ pub fn health() -> Health {
     let now = Instant::now();
     let mut state = lock(&tracker.state);
     let panics_in_window = state.window.count(now);
-    let budget_spent = tracker.still_spent(&mut state, panics_in_window);
+    let budget_spent = state.still_spent(panics_in_window);
     Health {
         panics: tracker.panics.load(Ordering::Relaxed),
         panics_in_window,
         window: state.window.length(),
         last_panic: state.last,
-        budget: tracker.budget,
+        budget: state.budget,
         budget_spent,
     }
 }
 
 /// Whether the budget is spent. Cheaper than [`health`]: a readiness probe asks it.
 pub(crate) fn budget_spent() -> bool {
-    let tracker = tracker();
-    if tracker.budget.is_none() {
+    let mut state = lock(&tracker().state);
+    if state.budget.is_none() {
         return false;
     }
-    let mut state = lock(&tracker.state);
     let count = state.window.count(Instant::now());
-    tracker.still_spent(&mut state, count)
+    state.still_spent(count)
+}
+
+/// Puts the installed settings' budget in force: the window is counted anew if its length
+/// changes (panics before install were counted in the default window).
+pub(crate) fn configure(budget: Option<PanicBudget>) {
+    let mut state = lock(&tracker().state);
+    let length = window_for(budget);
+    if state.window.length() != length {
+        state.window = Window::new(length, Instant::now());
+    }
+    state.budget = budget;
 }
 
 /// What runs when a panic spends the budget, with the window's count: set by a layer above this
@@ -103,9 +113,14 @@ pub(crate) fn note_panic(incident_id: IncidentId, at: SystemTime) {
     tracker.panics.fetch_add(1, Ordering::Relaxed);
     let spent_now = {
         let mut state = lock(&tracker.state);
-        let count = state.window.add(Instant::now());
+        let now = Instant::now();
+        // A window that emptied since the last look ends a spent budget, whether or not a probe
+        // looked while it was empty.
+        let before = state.window.count(now);
+        state.still_spent(before);
+        let count = state.window.add(now);
         state.last = Some(LastPanic { incident_id, at });
-        match tracker.budget {
+        match state.budget {
             Some(budget) if count > u64::from(budget.panics()) && !state.spent => {
                 state.spent = true;
                 Some((count, budget))
@@ -120,36 +135,39 @@ pub(crate) fn note_panic(incident_id: IncidentId, at: SystemTime) {
 
 struct Tracker {
     panics: AtomicU64,
-    budget: Option<PanicBudget>,
     state: Mutex<TrackerState>,
 }
 
 struct TrackerState {
     window: Window,
+    budget: Option<PanicBudget>,
     last: Option<LastPanic>,
     /// The budget was spent and the window has not been empty since.
     spent: bool,
 }
 
-impl Tracker {
-    fn still_spent(&self, state: &mut TrackerState, panics_in_window: u64) -> bool {
-        if state.spent && panics_in_window == 0 {
-            state.spent = false;
+impl TrackerState {
+    fn still_spent(&mut self, panics_in_window: u64) -> bool {
+        if self.spent && panics_in_window == 0 {
+            self.spent = false;
         }
-        state.spent
+        self.spent
     }
+}
+
+fn window_for(budget: Option<PanicBudget>) -> Duration {
+    budget.map_or(DEFAULT_HEALTH_WINDOW, |budget| budget.per())
 }
 
 fn tracker() -> &'static Tracker {
     static TRACKER: OnceLock<Tracker> = OnceLock::new();
     TRACKER.get_or_init(|| {
         let budget = crate::state::settings().panic_budget;
-        let length = budget.map_or(DEFAULT_HEALTH_WINDOW, |budget| budget.per());
         Tracker {
             panics: AtomicU64::new(0),
-            budget,
             state: Mutex::new(TrackerState {
-                window: Window::new(length, Instant::now()),
+                window: Window::new(window_for(budget), Instant::now()),
+                budget,
                 last: None,
                 spent: false,
             }),

@@ -212,10 +212,13 @@ fn start_stopping(cause: ShutdownCause) {
     // record, so that the record comes before anything the application does on it.
     let since = Instant::now();
     {
+        // One shutdown, one record: a signal during a shutdown the budget started (or the
+        // reverse) changes nothing.
         let mut first = lock(&state.cause);
-        if first.is_none() {
-            *first = Some((cause, since));
+        if first.is_some() {
+            return;
         }
+        *first = Some((cause, since));
     }
     let settings = crate::state::settings();
     let grace_period = settings.grace_period;

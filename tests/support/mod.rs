@@ -57,7 +57,13 @@ pub fn program(program: PathBuf, launcher: &[&str]) -> Fixture {
         .env_remove("CRASHGUARD_GRACE_PERIOD")
         .env_remove("CRASHGUARD_BACKTRACE")
         .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE");
+        .env_remove("RUST_LIB_BACKTRACE")
+        // What would change how records are shown or when readiness turns: the tests set them.
+        .env_remove("CRASHGUARD_FORMAT")
+        .env_remove("CRASHGUARD_PANIC_BUDGET")
+        .env_remove("CRASHGUARD_PANIC_BUDGET_EXIT")
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm");
     Fixture {
         command,
         termination_log,

@@ -36,6 +36,14 @@ impl OnTerminal {
             )
         };
         assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+        for fd in [master, slave] {
+            // SAFETY: fcntl on descriptors just opened. Close-on-exec, so that no fixture another
+            // test starts meanwhile holds the terminal open after this one's child exits.
+            assert_eq!(
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
+                0
+            );
+        }
         // SAFETY: both descriptors were just opened and are owned by nothing else.
         let (master, slave) =
             unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };

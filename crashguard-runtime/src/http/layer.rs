@@ -192,3 +192,50 @@ fn guarded<R>(fields: &RequestFields, run: impl FnOnce() -> R) -> Result<R, Pani
     let _scope = RequestScope::enter(fields);
     catch_unwind(AssertUnwindSafe(run)).map_err(|payload| take_caught(&*payload, None))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::Future;
+
+    use super::*;
+
+    /// A service that is never ready: its `poll_ready` panics.
+    struct PanicsWhenPolledForReadiness;
+
+    impl Service<Request<()>> for PanicsWhenPolledForReadiness {
+        type Response = Response<String>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            panic!("the pool is in a state it never expected")
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            unreachable!("never ready, so never called")
+        }
+    }
+
+    #[test]
+    fn a_panic_in_poll_ready_answers_the_next_request_without_calling_the_service() {
+        let mut service = CrashGuardLayer::new().layer(PanicsWhenPolledForReadiness);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+        let mut answer = std::pin::pin!(service.call(Request::new(())));
+        let Poll::Ready(Ok(response)) = answer.as_mut().poll(&mut cx) else {
+            panic!("the answer is ready at once");
+        };
+        assert_eq!(response.status(), 500);
+        let incident = response.headers()["x-incident-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(!incident.is_empty());
+        // The next readiness poll asks the inner service again.
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            service.poll_ready(&mut cx).is_ready()
+        }));
+        assert_eq!(again.ok(), Some(true), "caught again, ready again");
+    }
+}

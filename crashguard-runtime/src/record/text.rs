@@ -70,7 +70,7 @@ impl<'a> Fields<'a> {
                 break;
             };
             let key = &line[at + 1..key_end];
-            let start = key_end + 2;
+            let start = (key_end + 2).min(line.len());
             let (value, end) = if line.get(start) == Some(&b'"') {
                 let close = string_end(line, start + 1);
                 (Value::Escaped(&line[start + 1..close]), close + 1)
@@ -175,12 +175,19 @@ impl<'b> Text<'b> {
         }
     }
 
+    /// Switches colour, whole or not at all: half an escape sequence would garble the terminal.
+    /// Once the text is cut nothing more is pushed, and `finish` resets what is still on.
     fn style(&mut self, style: &[u8]) {
         let reset = style == RESET;
-        if self.colour && (self.styled || !reset) {
-            self.push(style);
-            self.styled = !reset;
+        if !self.colour || self.cut || (reset && !self.styled) {
+            return;
         }
+        if self.len + style.len() + CLOSING > self.buf.len() {
+            self.cut = true;
+            return;
+        }
+        self.push(style);
+        self.styled = !reset;
     }
 
     /// Pushes a JSON string's escaped contents as text: `\n`, `\t`, `\"`, `\\` become what they
@@ -414,21 +421,26 @@ fn fold(text: &mut Text<'_>, folded: &mut usize) {
     *folded = 0;
 }
 
-/// The frames of an escaped trace: its lines are separated by the two bytes `\n`.
+/// The frames of an escaped trace: its lines are separated by the escape `\n` (and not by the
+/// `n` after an escaped backslash).
 fn split_escaped_newlines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(chunk);
     std::iter::from_fn(move || {
         let current = rest?;
-        match current.windows(2).position(|pair| pair == b"\\n") {
-            Some(at) => {
-                rest = Some(&current[at + 2..]);
-                Some(&current[..at])
-            }
-            None => {
-                rest = None;
-                Some(current)
+        let mut i = 0;
+        while i + 1 < current.len() {
+            if current[i] == b'\\' {
+                if current[i + 1] == b'n' {
+                    rest = Some(&current[i + 2..]);
+                    return Some(&current[..i]);
+                }
+                i += 2;
+            } else {
+                i += 1;
             }
         }
+        rest = None;
+        Some(current)
     })
     .filter(|frame| !frame.is_empty())
 }
@@ -502,6 +514,43 @@ mod tests {
             shown(line, false),
             "Error: no config\n\nCaused by:\n    gone\ncrashguard: exited with 1: main returned an error: no config\n"
         );
+    }
+
+    #[test]
+    fn an_escaped_backslash_before_n_is_not_a_new_frame() {
+        let frames: Vec<&[u8]> =
+            split_escaped_newlines(br"0: a at C:\\new\n1: b at src/b.rs:1:1").collect();
+        assert_eq!(
+            frames,
+            [&br"0: a at C:\\new"[..], &b"1: b at src/b.rs:1:1"[..]]
+        );
+    }
+
+    #[test]
+    fn no_input_makes_the_text_panic_and_a_cut_text_ends_its_colour() {
+        for line in [
+            &b""[..],
+            b"{",
+            b"{\"",
+            b"{\"k\"",
+            b"{\"k\":",
+            b"{\"k\":\"\\",
+            b"{\"event\":\"panic\",\"message\":\"x\\",
+        ] {
+            let mut buffer = vec![MaybeUninit::uninit(); 64];
+            let mut text = Text::new(&mut buffer, true);
+            render(line, &mut text);
+            text.finish();
+        }
+        let long = "x".repeat(200);
+        let line = format!(
+            r#"{{"event":"panic","severity":"ERROR","message":"{long}","incident.id":"a-1"}}"#
+        );
+        let mut buffer = vec![MaybeUninit::uninit(); 80];
+        let mut text = Text::new(&mut buffer, true);
+        render(line.as_bytes(), &mut text);
+        let shown = String::from_utf8(text.finish().to_vec()).unwrap();
+        assert!(shown.ends_with("…\x1b[0m\n"), "{shown:?}");
     }
 
     #[test]

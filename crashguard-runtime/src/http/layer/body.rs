@@ -98,6 +98,11 @@ where
         let panicked = match state.as_mut().project() {
             StateProjection::Streaming { body, fields } => {
                 match guarded(fields, || body.poll_frame(cx)) {
+                    Ok(Poll::Ready(None)) => {
+                        // Done: the inner body is not polled again.
+                        state.set(State::Finished);
+                        return Poll::Ready(None);
+                    }
                     Ok(polled) => {
                         return polled.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
                     }

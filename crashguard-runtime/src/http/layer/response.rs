@@ -59,12 +59,14 @@ where
     type Output = Result<Response<GuardedBody<B, P::Body>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Some(report) = this.panicked.take() {
             let grpc = this.fields.as_ref().is_some_and(|fields| fields.grpc);
             return Poll::Ready(Ok(answer(&report, grpc, this.answer)));
         }
-        let (Some(future), Some(fields)) = (this.future.as_pin_mut(), this.fields.as_ref()) else {
+        let (Some(future), Some(fields)) =
+            (this.future.as_mut().as_pin_mut(), this.fields.as_ref())
+        else {
             panic!("a crashguard response future was polled after it completed");
         };
         match guarded(fields, || future.poll(cx)) {
@@ -79,6 +81,10 @@ where
             Ok(Poll::Ready(Err(error))) => Poll::Ready(Err(error)),
             Err(report) => {
                 let grpc = fields.grpc;
+                // The inner future is in no state to be polled again, nor the request answered
+                // twice.
+                this.future.set(None);
+                this.fields.take();
                 Poll::Ready(Ok(answer(&report, grpc, this.answer)))
             }
         }
