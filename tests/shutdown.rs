@@ -120,9 +120,11 @@ fn a_service_that_ignores_the_signal_exits_by_itself_at_the_deadline() {
     let signalled = Instant::now();
     let (status, records) = server.stop_with(libc::SIGTERM, Duration::from_secs(10));
     let took = signalled.elapsed();
-    // The deadline is the grace period less a tenth kept for the exit itself.
+    // The deadline is the grace period less a tenth kept for the exit itself (1.8 s); then the
+    // thread dump and the exit, which a loaded two-core machine has been seen to stretch by a
+    // second.
     assert!(
-        took >= Duration::from_millis(1700) && took < Duration::from_millis(2300),
+        took >= Duration::from_millis(1700) && took < Duration::from_millis(4000),
         "{took:?}"
     );
     assert_eq!(status.code(), Some(124));
@@ -200,8 +202,14 @@ fn a_hook_that_hangs_is_cut_off_at_the_deadline_and_named() {
 
 #[test]
 fn a_panicking_hook_is_recorded_and_the_other_hooks_still_run() {
-    let server = Server::start_with(fixture("shutdown_cases").arg("hook-panics"));
-    let (status, records) = server.stop_with(libc::SIGTERM, Duration::from_secs(10));
+    // A grace period the hook's panic cannot outlast: its trace is the process's first, and
+    // reading a debug build's debug info took more than the fixture's 3 s on a loaded machine.
+    let server = Server::start_with(
+        fixture("shutdown_cases")
+            .arg("hook-panics")
+            .env("CRASHGUARD_GRACE_PERIOD", "20s"),
+    );
+    let (status, records) = server.stop_with(libc::SIGTERM, Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
     assert_eq!(
         names(&records),
