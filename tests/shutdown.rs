@@ -235,8 +235,9 @@ fn without_the_environment_the_grace_period_is_the_attributes() {
     let signalled = Instant::now();
     let (status, records) = server.stop_with(libc::SIGTERM, Duration::from_secs(10));
     let took = signalled.elapsed();
+    // 2.7 s, then the dump and the exit (see the test above).
     assert!(
-        took >= Duration::from_millis(2700) && took < Duration::from_millis(3300),
+        took >= Duration::from_millis(2700) && took < Duration::from_millis(5000),
         "{took:?}"
     );
     assert_eq!(status.code(), Some(124));
