@@ -12,13 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-2000}
 
-binary=$(cargo bench --features axum --bench load_bench --no-run --message-format=json 2>/dev/null |
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    message = json.loads(line)
-    if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "load_bench" and message.get("executable"):
-        print(message["executable"])')
+binary=$(bash benches/load_bench_binary.sh)
 
 # Sends `count` requests for /ok on one keep-alive connection to the address on stdin's first
 # line, checking each answer.

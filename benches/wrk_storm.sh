@@ -12,13 +12,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-2}
 kinds=(tower-http crashguard crashguard-layer)
 
-binary=$(cargo bench --features axum --bench load_bench --no-run --message-format=json 2>/dev/null |
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    message = json.loads(line)
-    if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "load_bench" and message.get("executable"):
-        print(message["executable"])')
+binary=$(bash benches/load_bench_binary.sh)
 stderr_dir=/dev/shm
 [ -d "$stderr_dir" ] || stderr_dir=$(mktemp -d)
 ticks=$(getconf CLK_TCK)
