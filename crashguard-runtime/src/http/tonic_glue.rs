@@ -22,6 +22,9 @@ use crate::panic::PanicReport;
 ///     report.incident_id().to_string().as_str()
 /// );
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+// Not listed in the compiler's "is implemented for" help: it would point into crashguard's code.
+#[diagnostic::do_not_recommend]
 impl FromPanic for tonic::Status {
     fn from_panic(report: &PanicReport) -> Self {
         let incident = report.incident_id();
