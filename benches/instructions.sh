@@ -6,6 +6,9 @@
 #
 #   bash benches/instructions.sh [N]       (N = 2000 by default; needs valgrind and python3)
 #
+# With CALLGRIND_DIR=dir, each run's profile is kept there as KIND-COUNT.callgrind, for
+# `callgrind_annotate --inclusive=no` to say where a server's extra instructions go.
+#
 # The watcher is turned off (CRASHGUARD_WATCH_INTERVAL=0): its look every 5 s would count
 # against the slower run, which takes longer under valgrind.
 set -euo pipefail
@@ -40,6 +43,10 @@ instructions() {
   kill -TERM "$pid"
   wait "$pid" || true
   grep -E "^(summary|totals):" "$out/callgrind.out"* | head -1 | awk '{print $2}'
+  if [ -n "${CALLGRIND_DIR:-}" ]; then
+    mkdir -p "$CALLGRIND_DIR"
+    cp "$out/callgrind.out" "$CALLGRIND_DIR/$kind-$count.callgrind"
+  fi
   rm -rf "$out"
 }
 

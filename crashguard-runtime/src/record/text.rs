@@ -348,10 +348,7 @@ fn panic_report(fields: &Fields<'_>, text: &mut Text<'_>) {
     headline(fields, text);
     if let Some(Value::Escaped(trace)) = fields.get(keys::EXCEPTION_STACKTRACE) {
         let mut folded = 0usize;
-        for frame in trace
-            .split(|&b| b == b'\n')
-            .flat_map(split_escaped_newlines)
-        {
+        for frame in split_escaped_newlines(trace) {
             if is_users(frame) {
                 fold(text, &mut folded);
                 text.push(b"\n    ");
@@ -379,10 +376,7 @@ fn stack_report(fields: &Fields<'_>, text: &mut Text<'_>) {
     headline(fields, text);
     for key in [keys::EXCEPTION_STACKTRACE, keys::CODE_STACKTRACE] {
         if let Some(Value::Escaped(trace)) = fields.get(key) {
-            for frame in trace
-                .split(|&b| b == b'\n')
-                .flat_map(split_escaped_newlines)
-            {
+            for frame in split_escaped_newlines(trace) {
                 text.push(b"\n    ");
                 text.unescaped(frame, b"");
             }
