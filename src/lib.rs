@@ -136,7 +136,7 @@ struct ReadmeDoctests;
 // The traits generated code checks, also named here: a compiler message then names them
 // `CrashguardFeatures`, `crashguard::MainReturn`, not by their path through `__private`.
 #[doc(hidden)]
-pub use __private::{AxumFeature, CrashguardFeatures, MainReturn, TokioFeature};
+pub use __private::{ActixFeature, AxumFeature, CrashguardFeatures, MainReturn, TokioFeature};
 
 /// Used by the code `#[crash_guarded]` generates. Not public API: it changes without notice.
 ///
@@ -211,6 +211,40 @@ pub mod __private {
             FromPanic::from_panic(report)
         }
     }
+
+    /// The answer of a handler declared `-> impl Responder`: the `actix` feature.
+    #[diagnostic::on_unimplemented(
+        message = "`#[crash_guarded(http)]` on a handler returning `impl Responder` needs crashguard's `actix` feature",
+        label = "crashguard answers for this handler through actix-web's `Responder`",
+        note = "enable the `actix` feature, or return a concrete type such as `HttpResponse` or `Result<T, E>`"
+    )]
+    pub trait ActixFeature {
+        /// The handler's own answer.
+        fn completed<T>(output: T) -> ActixAnswer<T>;
+        /// crashguard's 500.
+        fn panicked<T>(report: &crashguard_runtime::PanicReport) -> ActixAnswer<T>;
+    }
+
+    /// One type for both answers, which is `Responder`.
+    #[cfg(feature = "actix")]
+    pub type ActixAnswer<T> = crashguard_runtime::http::actix::ActixAnswer<T>;
+
+    #[cfg(feature = "actix")]
+    impl ActixFeature for CrashguardFeatures {
+        #[inline]
+        fn completed<T>(output: T) -> ActixAnswer<T> {
+            crashguard_runtime::http::actix::ActixAnswer::Left(output)
+        }
+
+        #[inline]
+        fn panicked<T>(report: &crashguard_runtime::PanicReport) -> ActixAnswer<T> {
+            FromPanic::from_panic(report)
+        }
+    }
+
+    /// Without the `actix` feature, the handler's own type.
+    #[cfg(not(feature = "actix"))]
+    pub type ActixAnswer<T> = T;
 
     /// Without the `axum` feature, the handler's own type: the error is then only the missing
     /// feature, not also "not `IntoResponse`".

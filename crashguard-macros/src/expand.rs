@@ -181,6 +181,19 @@ fn is_impl_trait(ty: &syn::Type) -> bool {
     }
 }
 
+/// `impl Responder` (actix-web's), as opposed to `impl IntoResponse` (axum's).
+fn names_responder(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::ImplTrait(bounds) => bounds.bounds.iter().any(|bound| {
+            matches!(bound, syn::TypeParamBound::Trait(bound)
+                if bound.path.segments.last().is_some_and(|last| last.ident == "Responder"))
+        }),
+        syn::Type::Paren(inner) => names_responder(&inner.elem),
+        syn::Type::Group(inner) => names_responder(&inner.elem),
+        _ => false,
+    }
+}
+
 /// `ty` with each `impl Trait` in it replaced by `_`, for a `let` that fixes the other parts.
 fn impl_trait_inferred(ty: &syn::Type) -> syn::Type {
     struct Infer;
@@ -361,17 +374,23 @@ fn expand_handler(
     };
     let (completed, answer) = match on_panic {
         OnPanic::Http if impl_trait_answer => {
-            // Spanned at `impl IntoResponse`, where a missing `axum` feature is reported.
+            // Spanned at `impl IntoResponse`, where a missing `axum` (or `actix`, for
+            // `impl Responder`) feature is reported.
             let features = respan_over(
                 quote!(#krate::__private::CrashguardFeatures),
                 output_span,
                 output_end,
             );
-            let feature = respan(quote!(#krate::__private::AxumFeature), output_span);
-            let axum = quote_spanned!(output_span=> <#features as #feature>);
+            let framework = if output_type.is_some_and(names_responder) {
+                quote!(ActixFeature)
+            } else {
+                quote!(AxumFeature)
+            };
+            let feature = respan(quote!(#krate::__private::#framework), output_span);
+            let framework = quote_spanned!(output_span=> <#features as #feature>);
             (
-                quote!(#axum::completed(output)),
-                quote!(#axum::panicked(&report)),
+                quote!(#framework::completed(output)),
+                quote!(#framework::panicked(&report)),
             )
         }
         OnPanic::Http => {

@@ -40,7 +40,7 @@ pub(crate) fn current_function() -> Option<&'static str> {
 }
 
 /// A request as a panic record names it, whatever framework is serving it.
-#[cfg_attr(not(feature = "tower"), allow(dead_code))]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) trait ServedRequest {
     /// `GET`, `POST`, …
     fn method(&self) -> &str;
@@ -97,6 +97,29 @@ impl TraceContext {
         })
     }
 
+    /// The trace context of ids given as bytes, as OpenTelemetry holds them; `None` for
+    /// all-zero (invalid) ids.
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    pub(crate) fn of_ids(trace_id: [u8; 16], span_id: [u8; 8], flags: u8) -> Option<TraceContext> {
+        fn hex<const N: usize, const HEX: usize>(bytes: [u8; N]) -> [u8; HEX] {
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            let mut text = [b'0'; HEX];
+            for (pair, byte) in text.chunks_exact_mut(2).zip(bytes) {
+                pair[0] = DIGITS[usize::from(byte >> 4)];
+                pair[1] = DIGITS[usize::from(byte & 0xf)];
+            }
+            text
+        }
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        Some(TraceContext {
+            trace_id: hex(trace_id),
+            span_id: hex(span_id),
+            trace_flags: hex([flags]),
+        })
+    }
+
     pub(crate) fn trace_id(&self) -> &str {
         ascii(&self.trace_id)
     }
@@ -110,6 +133,39 @@ impl TraceContext {
     }
 }
 
+/// Where the panic on this thread sits in a distributed trace: the `traceparent` of the request
+/// being served, else, with the feature `opentelemetry`, the current span's OpenTelemetry
+/// context (through `tracing-opentelemetry`, then OpenTelemetry's own current context).
+pub(crate) fn current_trace() -> Option<TraceContext> {
+    current_request(|request| {
+        request
+            .and_then(ServedRequest::traceparent)
+            .and_then(TraceContext::parse)
+    })
+    .or_else(opentelemetry_trace)
+}
+
+#[cfg(feature = "opentelemetry")]
+fn opentelemetry_trace() -> Option<TraceContext> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let of = |context: opentelemetry::Context| {
+        let span = context.span();
+        let ids = span.span_context();
+        TraceContext::of_ids(
+            ids.trace_id().to_bytes(),
+            ids.span_id().to_bytes(),
+            ids.trace_flags().to_u8(),
+        )
+    };
+    of(tracing::Span::current().context()).or_else(|| of(opentelemetry::Context::current()))
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+fn opentelemetry_trace() -> Option<TraceContext> {
+    None
+}
+
 /// Bytes `parse` checked to be hex digits, as text.
 fn ascii(hex: &[u8]) -> &str {
     std::str::from_utf8(hex).unwrap_or_default()
@@ -117,14 +173,14 @@ fn ascii(hex: &[u8]) -> &str {
 
 /// Publishes a request to this thread's panic records while alive; restores the outer one on
 /// drop.
-#[cfg_attr(not(feature = "tower"), allow(dead_code))]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) struct RequestScope<'a> {
     outer: Option<NonNull<dyn ServedRequest>>,
     /// The scope borrows the request, so the request outlives it.
     _request: PhantomData<&'a dyn ServedRequest>,
 }
 
-#[cfg_attr(not(feature = "tower"), allow(dead_code))]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 impl<'a> RequestScope<'a> {
     /// Makes `request` the one being served until the scope is dropped.
     #[inline]
@@ -169,6 +225,19 @@ mod tests {
             TraceContext::parse(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-ab")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn ids_as_bytes_are_written_as_a_traceparent_writes_them() {
+        let trace_id = 0x4bf92f3577b34da6a3ce929d0e0e4736_u128.to_be_bytes();
+        let span_id = 0x00f067aa0ba902b7_u64.to_be_bytes();
+        let context = TraceContext::of_ids(trace_id, span_id, 1).unwrap();
+        assert_eq!(
+            Some(context),
+            TraceContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+        assert_eq!(TraceContext::of_ids([0; 16], span_id, 1), None);
+        assert_eq!(TraceContext::of_ids(trace_id, [0; 8], 1), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::context::FunctionScope;
+use crate::context::{FunctionScope, RequestScope, ServedRequest};
 use crate::panic::{forget_stale_panic, take_caught, PanicReport};
 
 /// Runs `body`, naming `function` in the records of panics inside it; a panic comes back as its
@@ -31,6 +31,20 @@ pub fn catch<T>(function: &'static str, body: impl FnOnce() -> T) -> Result<T, P
     // Unwind safety is the caller's business: a caught panic ends the guarded call, whose state
     // is not looked at again.
     catch_unwind(AssertUnwindSafe(body)).map_err(|payload| take_caught(&*payload, Some(function)))
+}
+
+/// Runs `run` with `request` as the request being served on this thread: a panic comes back as
+/// its report, recorded with the request's fields. What every integration serving requests does
+/// around each step of serving one.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+#[inline]
+pub(crate) fn catch_serving<R>(
+    request: &(dyn ServedRequest + 'static),
+    run: impl FnOnce() -> R,
+) -> Result<R, PanicReport> {
+    forget_stale_panic();
+    let _scope = RequestScope::enter(request);
+    catch_unwind(AssertUnwindSafe(run)).map_err(|payload| take_caught(&*payload, None))
 }
 
 pin_project_lite::pin_project! {

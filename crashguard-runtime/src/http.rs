@@ -36,6 +36,9 @@ use crate::guard::FromPanic;
 use crate::panic::PanicReport;
 use crate::state::IncidentId;
 
+#[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+pub mod actix;
 #[cfg(feature = "axum")]
 mod axum_glue;
 #[cfg(feature = "tower")]
@@ -51,8 +54,7 @@ pub use axum_glue::{readyz, HttpAnswer};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use layer::{
-    CrashGuardLayer, CrashGuardService, GuardedBody, PanicAnswer, PanicWhileStreaming,
-    ProblemAnswer, ResponseFuture,
+    CrashGuardLayer, CrashGuardService, GuardedBody, PanicAnswer, ProblemAnswer, ResponseFuture,
 };
 
 /// The response header that carries the incident id of a panic.
@@ -110,7 +112,7 @@ impl Problem {
 
     /// The incident id as formatted once, and the body built from it: a storm builds one of
     /// these per request.
-    fn parts(&self) -> (String, String) {
+    pub(crate) fn parts(&self) -> (String, String) {
         use std::fmt::Write as _;
         // The id is hex and a dash: nothing in it needs escaping.
         let mut id = String::with_capacity(32);
@@ -144,6 +146,39 @@ impl Problem {
         response
     }
 }
+
+/// How a response body that panicked ends, after its record is written: an error, so that the
+/// server aborts the response instead of ending it as if it were whole: what the body of the
+/// tower layer and of the actix-web middleware ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PanicWhileStreaming {
+    incident: IncidentId,
+}
+
+impl PanicWhileStreaming {
+    pub(crate) fn new(report: &PanicReport) -> PanicWhileStreaming {
+        PanicWhileStreaming {
+            incident: report.incident_id(),
+        }
+    }
+
+    /// The panic's incident id, as in its record.
+    pub fn incident_id(&self) -> IncidentId {
+        self.incident
+    }
+}
+
+impl std::fmt::Display for PanicWhileStreaming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the response body panicked (incident {}); the response is cut short",
+            self.incident
+        )
+    }
+}
+
+impl std::error::Error for PanicWhileStreaming {}
 
 /// The default answer to a panic as an `http` response; see [`Problem`].
 pub fn problem_response<B: From<String>>(report: &PanicReport) -> Response<B> {

@@ -92,6 +92,7 @@ pub(crate) fn take_caught(
         thread: std::thread::current(),
         function,
         request: PanicRequest::current(),
+        trace: crate::context::current_trace(),
     });
     write_record(&report, &Trace::Omitted);
     count(&report);
@@ -161,6 +162,7 @@ fn report_panic(info: &PanicHookInfo<'_>, backtrace: bool) {
         thread: std::thread::current(),
         function: crate::context::current_function(),
         request: PanicRequest::current(),
+        trace: crate::context::current_trace(),
     });
     write_record(&report, &trace);
     count(&report);

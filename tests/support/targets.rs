@@ -175,9 +175,11 @@ fn build(target: Target, krate: FixtureCrate) -> PathBuf {
             .arg("--manifest-path")
             .arg(root.join("tests/panic-abort/Cargo.toml")),
     };
-    if let Some(triple) = target.triple() {
-        command.args(["--target", triple]);
-    }
+    match target.triple() {
+        Some(triple) => command.args(["--target", triple]),
+        None if krate == FixtureCrate::Fixtures => command.args(["--features", "frameworks"]),
+        None => &mut command,
+    };
     let status = command
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", &target_dir)

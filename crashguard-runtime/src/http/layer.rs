@@ -10,14 +10,14 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Problem;
-use crate::context::RequestScope;
+use crate::guard::catch_serving;
 use crate::panic::{forget_stale_panic, take_caught, PanicReport};
 
 mod body;
 mod request;
 mod response;
 
-pub use body::{GuardedBody, PanicWhileStreaming};
+pub use body::GuardedBody;
 use request::RequestFields;
 pub use response::ResponseFuture;
 
@@ -32,7 +32,7 @@ pub use response::ResponseFuture;
 /// - in `poll_ready`: the service reports itself ready, and the request it is then given is
 ///   answered without reaching the inner service;
 /// - while the response body is polled, after the status went out: the body ends with a
-///   [`PanicWhileStreaming`] error, so that the server aborts the response (HTTP/1.1 closes the
+///   [`PanicWhileStreaming`](super::PanicWhileStreaming) error, so that the server aborts the response (HTTP/1.1 closes the
 ///   connection before the last chunk, HTTP/2 resets the stream) and the client cannot take a
 ///   cut body for a whole one. A gRPC response ends instead with trailers that say
 ///   `grpc-status: 13`.
@@ -177,20 +177,11 @@ where
         if let Some(report) = self.ready_panicked.take() {
             return ResponseFuture::answered(report, fields, answer);
         }
-        match guarded(&fields, || self.inner.call(request)) {
+        match catch_serving(&fields, || self.inner.call(request)) {
             Ok(future) => ResponseFuture::running(future, fields, answer),
             Err(report) => ResponseFuture::answered(report, fields, answer),
         }
     }
-}
-
-/// Runs `run` with `fields` as the request being served: a panic comes back as its report,
-/// recorded with them.
-#[inline]
-fn guarded<R>(fields: &RequestFields, run: impl FnOnce() -> R) -> Result<R, PanicReport> {
-    forget_stale_panic();
-    let _scope = RequestScope::enter(fields);
-    catch_unwind(AssertUnwindSafe(run)).map_err(|payload| take_caught(&*payload, None))
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ struct PanicFields<'a> {
     function: Option<&'static str>,
     location: Option<&'a PanicLocation>,
     request: Option<&'a PanicRequest>,
+    trace_context: Option<&'a TraceContext>,
     message: &'a str,
     trace: &'a Trace<'a>,
 }
@@ -52,6 +53,7 @@ impl<'a> PanicFields<'a> {
             function: details.function,
             location: details.location.as_ref(),
             request: details.request.as_ref(),
+            trace_context: details.trace.as_ref(),
             message: &details.message,
             trace,
         }
@@ -99,11 +101,11 @@ fn fill_json(fields: &PanicFields<'_>, record: &mut record::Record<'_>) {
         if let Some(request_id) = &request.request_id {
             record.str_max(keys::HTTP_REQUEST_ID, request_id, 256);
         }
-        if let Some(trace) = &request.trace {
-            record.str(keys::TRACE_ID, trace.trace_id());
-            record.str(keys::SPAN_ID, trace.span_id());
-            record.str(keys::TRACE_FLAGS, trace.trace_flags());
-        }
+    }
+    if let Some(trace) = fields.trace_context {
+        record.str(keys::TRACE_ID, trace.trace_id());
+        record.str(keys::SPAN_ID, trace.span_id());
+        record.str(keys::TRACE_FLAGS, trace.trace_flags());
     }
     record.str(keys::EXCEPTION_TYPE, "panic");
     record.str_max(keys::EXCEPTION_MESSAGE, fields.message, MESSAGE_MAX_BYTES);
@@ -133,7 +135,7 @@ fn emit_tracing_event(fields: &PanicFields<'_>) {
         Trace::Skipped(why) => (None, None, None, Some(*why)),
     };
     let (location, request) = (fields.location, fields.request);
-    let trace = request.and_then(|request| request.trace.as_ref());
+    let trace = fields.trace_context;
     tracing::error!(
         target: "crashguard",
         event = "panic",
@@ -241,10 +243,10 @@ mod tests {
                 path: "/users/7".into(),
                 route: Some("/users/{id}".into()),
                 request_id: Some("r-1".into()),
-                trace: crate::context::TraceContext::parse(
-                    b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
             }),
+            trace: crate::context::TraceContext::parse(
+                b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
         });
         for trace in [
             Trace::Full("0: app::handler"),

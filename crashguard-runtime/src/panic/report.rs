@@ -36,6 +36,9 @@ pub(crate) struct PanicDetails {
     pub(crate) thread: Thread,
     pub(crate) function: Option<&'static str>,
     pub(crate) request: Option<PanicRequest>,
+    /// Where the panic sits in a distributed trace: the request's `traceparent`, or the current
+    /// OpenTelemetry span's.
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl PanicDetails {
@@ -52,8 +55,6 @@ pub(crate) struct PanicRequest {
     /// The route template the framework matched (`/users/{id}`), where it says.
     pub(crate) route: Option<String>,
     pub(crate) request_id: Option<String>,
-    /// Where the request sits in a distributed trace, from its `traceparent`.
-    pub(crate) trace: Option<TraceContext>,
 }
 
 impl PanicRequest {
@@ -67,7 +68,6 @@ impl PanicRequest {
                 request_id: request
                     .request_id()
                     .map(|id| String::from_utf8_lossy(id).into_owned()),
-                trace: request.traceparent().and_then(TraceContext::parse),
             })
         })
     }
@@ -180,6 +180,7 @@ mod tests {
             thread: std::thread::current(),
             function: Some("app::main"),
             request: None,
+            trace: None,
         });
         assert_eq!(
             report.summary(),

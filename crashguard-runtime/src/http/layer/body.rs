@@ -6,9 +6,9 @@ use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
 
-use super::guarded;
 use super::request::RequestFields;
-use crate::state::IncidentId;
+use crate::guard::catch_serving;
+use crate::http::PanicWhileStreaming;
 
 /// The error type of a [`GuardedBody`]: the inner body's error, or [`PanicWhileStreaming`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,33 +53,6 @@ impl<B, A> GuardedBody<B, A> {
     }
 }
 
-#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-/// How a response body that panicked ends, after its record is written: an error, so that the
-/// server aborts the response instead of ending it as if it were whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PanicWhileStreaming {
-    incident: IncidentId,
-}
-
-impl PanicWhileStreaming {
-    /// The panic's incident id, as in its record.
-    pub fn incident_id(&self) -> IncidentId {
-        self.incident
-    }
-}
-
-impl std::fmt::Display for PanicWhileStreaming {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the response body panicked (incident {}); the response is cut short",
-            self.incident
-        )
-    }
-}
-
-impl std::error::Error for PanicWhileStreaming {}
-
 impl<B, A> Body for GuardedBody<B, A>
 where
     B: Body,
@@ -97,7 +70,7 @@ where
         let mut state = self.project().state;
         let panicked = match state.as_mut().project() {
             StateProjection::Streaming { body, fields } => {
-                match guarded(fields, || body.poll_frame(cx)) {
+                match catch_serving(fields, || body.poll_frame(cx)) {
                     Ok(Poll::Ready(None)) => {
                         // Done: the inner body is not polled again.
                         state.set(State::Finished);
@@ -106,7 +79,7 @@ where
                     Ok(polled) => {
                         return polled.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
                     }
-                    Err(report) => (report.incident_id(), fields.grpc),
+                    Err(report) => (report, fields.grpc),
                 }
             }
             StateProjection::Answer { body } => {
@@ -116,14 +89,14 @@ where
             }
             StateProjection::Finished => return Poll::Ready(None),
         };
-        let (incident, grpc) = panicked;
+        let (report, grpc) = panicked;
         state.set(State::Finished);
         // A gRPC body that panicked ends with its status as trailers; any other with an error.
         if grpc {
-            let trailers = crate::http::grpc::internal_status(incident, false);
+            let trailers = crate::http::grpc::internal_status(report.incident_id(), false);
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
-        Poll::Ready(Some(Err(Box::new(PanicWhileStreaming { incident }))))
+        Poll::Ready(Some(Err(Box::new(PanicWhileStreaming::new(&report)))))
     }
 
     fn is_end_stream(&self) -> bool {

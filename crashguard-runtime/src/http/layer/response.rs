@@ -9,7 +9,8 @@ use http::Response;
 
 use super::body::GuardedBody;
 use super::request::RequestFields;
-use super::{guarded, PanicAnswer};
+use super::PanicAnswer;
+use crate::guard::catch_serving;
 use crate::panic::PanicReport;
 
 pin_project_lite::pin_project! {
@@ -69,7 +70,7 @@ where
         else {
             panic!("a crashguard response future was polled after it completed");
         };
-        match guarded(fields, || future.poll(cx)) {
+        match catch_serving(fields, || future.poll(cx)) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Ok(response))) => {
                 let fields = this.fields.take();

@@ -1,0 +1,339 @@
+//! actix-web glue (feature `actix`): answers for handlers under `#[crash_guarded(http)]`, and
+//! [`CrashGuard`], a middleware that puts crashguard around a whole `App`.
+//!
+//! Both answer a panic as the tower layer does: crashguard's problem+json 500 ([`Problem`]) with
+//! the `x-incident-id` header, and a record naming the request's method, path, `x-request-id`
+//! and trace context.
+//!
+//! # Example
+//!
+//! ```
+//! use actix_web::{web, App, HttpResponse, Responder};
+//! use crashguard::crash_guarded;
+//!
+//! #[crash_guarded(http)]
+//! async fn price(item: web::Path<String>) -> impl Responder {
+//!     let cents: u32 = item.parse().unwrap(); // panics on bad input
+//!     HttpResponse::Ok().body(cents.to_string())
+//! }
+//!
+//! let app = App::new()
+//!     .wrap(crashguard::http::actix::CrashGuard::new())
+//!     .route("/price/{item}", web::get().to(price));
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::StatusCode;
+use actix_web::{Either, HttpResponse, ResponseError};
+
+use super::{Problem, INCIDENT_ID_HEADER, PROBLEM_JSON};
+use crate::guard::{catch_serving, FromPanic};
+use crate::panic::{forget_stale_panic, take_caught, PanicReport};
+use crate::state::IncidentId;
+
+mod body;
+mod request;
+
+pub use body::GuardedBody;
+use request::RequestFields;
+
+/// crashguard's answer to a panic as an actix-web response: the [`Problem`] 500.
+fn problem_response(incident: IncidentId) -> HttpResponse {
+    let (id, body) = Problem::new(incident).parts();
+    HttpResponse::InternalServerError()
+        .insert_header((CONTENT_TYPE, PROBLEM_JSON))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .insert_header((INCIDENT_ID_HEADER, id))
+        .body(body)
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+#[diagnostic::do_not_recommend]
+impl FromPanic for HttpResponse {
+    /// crashguard's problem+json 500.
+    fn from_panic(report: &PanicReport) -> Self {
+        problem_response(report.incident_id())
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+#[diagnostic::do_not_recommend]
+impl FromPanic for actix_web::Error {
+    /// A [`Panicked`] error, which actix-web answers with crashguard's problem+json 500.
+    fn from_panic(report: &PanicReport) -> Self {
+        Panicked::new(report, problem_response(report.incident_id())).into()
+    }
+}
+
+/// What a `#[crash_guarded(http)]` handler declared `-> impl Responder` returns: its own answer,
+/// or crashguard's 500 after a panic. Generated code names it; it is not for users.
+#[doc(hidden)]
+pub type ActixAnswer<T> = Either<T, HttpResponse>;
+
+#[diagnostic::do_not_recommend]
+impl<T> FromPanic for Either<T, HttpResponse> {
+    fn from_panic(report: &PanicReport) -> Self {
+        Either::Right(problem_response(report.incident_id()))
+    }
+}
+
+/// The actix-web error that answers a panic: what [`CrashGuard`] returns for a request whose
+/// handler panicked, and what `FromPanic for actix_web::Error` makes. Its response is the
+/// middleware's answer; its `Display` names only the incident, so that a logger printing errors
+/// (actix-web's `Logger`) prints nothing of the panic.
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+pub struct Panicked {
+    incident: IncidentId,
+    /// Taken by the first `error_response`; later ones build the default answer again.
+    response: RefCell<Option<HttpResponse>>,
+}
+
+impl Panicked {
+    fn new(report: &PanicReport, response: HttpResponse) -> Panicked {
+        Panicked {
+            incident: report.incident_id(),
+            response: RefCell::new(Some(response)),
+        }
+    }
+
+    /// The panic's incident id, as in its record.
+    pub fn incident_id(&self) -> IncidentId {
+        self.incident
+    }
+}
+
+impl fmt::Debug for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Panicked")
+            .field("incident", &self.incident)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the request's handler panicked (incident {})",
+            self.incident
+        )
+    }
+}
+
+impl ResponseError for Panicked {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self.response.borrow_mut().take() {
+            Some(response) => response,
+            None => problem_response(self.incident),
+        }
+    }
+}
+
+/// The answer [`CrashGuard::new`] gives: crashguard's problem+json 500.
+pub type DefaultAnswer = fn(&PanicReport) -> HttpResponse;
+
+/// Puts crashguard around an actix-web `App` (or a scope or resource): a panic while a request is
+/// served (in a handler, an inner middleware, or while the response body streams) is recorded
+/// with the request's method, path, `x-request-id` and trace context, and answered with
+/// crashguard's problem+json 500, or the answer given to [`CrashGuard::custom`].
+///
+/// The answer travels as a [`Panicked`] error, which actix-web turns into the response, so
+/// middlewares wrapped outside this one see an error, as for any failed request. A panic while
+/// the body streams, after the status went out, ends the body with a
+/// [`PanicWhileStreaming`](super::PanicWhileStreaming) error, and actix-web closes the connection
+/// before the body's end, so the client cannot take a cut body for a whole one.
+///
+/// The record has no route template: the middleware runs before actix-web's router matches one.
+///
+/// # Example
+///
+/// ```
+/// use actix_web::{web, App, HttpResponse};
+/// use crashguard::PanicReport;
+///
+/// let app = App::new()
+///     .wrap(crashguard::http::actix::CrashGuard::custom(|report: &PanicReport| {
+///         HttpResponse::InternalServerError().body(format!("incident {}\n", report.incident_id()))
+///     }))
+///     .route("/", web::get().to(|| async { "ok" }));
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+#[derive(Debug, Clone)]
+pub struct CrashGuard<A = DefaultAnswer> {
+    answer: Rc<A>,
+}
+
+impl CrashGuard {
+    /// The middleware with crashguard's default answer.
+    pub fn new() -> CrashGuard {
+        CrashGuard {
+            answer: Rc::new(|report: &PanicReport| problem_response(report.incident_id())),
+        }
+    }
+}
+
+impl Default for CrashGuard {
+    fn default() -> Self {
+        CrashGuard::new()
+    }
+}
+
+impl<A: Fn(&PanicReport) -> HttpResponse> CrashGuard<A> {
+    /// The middleware answering panics with `answer`. Put no more than the report's incident id
+    /// in what it sends: the rest is for the logs.
+    pub fn custom(answer: A) -> CrashGuard<A> {
+        CrashGuard {
+            answer: Rc::new(answer),
+        }
+    }
+}
+
+impl<S, B, A> Transform<S, ServiceRequest> for CrashGuard<A>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+    A: Fn(&PanicReport) -> HttpResponse,
+{
+    type Response = ServiceResponse<GuardedBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = CrashGuardMiddleware<S, A>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(CrashGuardMiddleware {
+            service,
+            answer: Rc::clone(&self.answer),
+            ready_panicked: Cell::new(None),
+        }))
+    }
+}
+
+/// The service [`CrashGuard`] wraps around the `App`'s.
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+pub struct CrashGuardMiddleware<S, A = DefaultAnswer> {
+    service: S,
+    answer: Rc<A>,
+    /// `poll_ready` panicked: the next request is answered with this panic's report.
+    ready_panicked: Cell<Option<PanicReport>>,
+}
+
+impl<S, B, A> Service<ServiceRequest> for CrashGuardMiddleware<S, A>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+    A: Fn(&PanicReport) -> HttpResponse,
+{
+    type Response = ServiceResponse<GuardedBody<B>>;
+    type Error = actix_web::Error;
+    type Future = ResponseFuture<S::Future, A>;
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let panicked = self.ready_panicked.take();
+        if panicked.is_some() {
+            self.ready_panicked.set(panicked);
+            return Poll::Ready(Ok(()));
+        }
+        forget_stale_panic();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.service.poll_ready(cx)))
+        {
+            Ok(ready) => ready,
+            Err(payload) => {
+                self.ready_panicked.set(Some(take_caught(&*payload, None)));
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let fields = RequestFields::of(&request);
+        let answer = Rc::clone(&self.answer);
+        if let Some(report) = self.ready_panicked.take() {
+            return ResponseFuture::answered(report, fields, answer);
+        }
+        match catch_serving(&fields, || self.service.call(request)) {
+            Ok(future) => ResponseFuture {
+                future: Some(future),
+                panicked: None,
+                fields: Some(fields),
+                answer,
+            },
+            Err(report) => ResponseFuture::answered(report, fields, answer),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`CrashGuardMiddleware`].
+    #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+    pub struct ResponseFuture<F, A> {
+        // `None` once a panic was answered instead.
+        #[pin]
+        future: Option<F>,
+        // A panic in `poll_ready` or `call`, answered at the first poll.
+        panicked: Option<PanicReport>,
+        // Moved into the response body, which names the request too.
+        fields: Option<RequestFields>,
+        answer: Rc<A>,
+    }
+}
+
+impl<F, A> ResponseFuture<F, A> {
+    fn answered(report: PanicReport, fields: RequestFields, answer: Rc<A>) -> Self {
+        ResponseFuture {
+            future: None,
+            panicked: Some(report),
+            fields: Some(fields),
+            answer,
+        }
+    }
+}
+
+impl<F, B, A> Future for ResponseFuture<F, A>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+    A: Fn(&PanicReport) -> HttpResponse,
+{
+    type Output = Result<ServiceResponse<GuardedBody<B>>, actix_web::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let answer = |report: &PanicReport| Panicked::new(report, (this.answer)(report)).into();
+        if let Some(report) = this.panicked.take() {
+            return Poll::Ready(Err(answer(&report)));
+        }
+        let (Some(future), Some(fields)) =
+            (this.future.as_mut().as_pin_mut(), this.fields.as_ref())
+        else {
+            panic!("a crashguard response future was polled after it completed");
+        };
+        match catch_serving(fields, || future.poll(cx)) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Ok(response))) => match this.fields.take() {
+                Some(fields) => Poll::Ready(Ok(
+                    response.map_body(|_, body| GuardedBody::streaming(body, fields))
+                )),
+                None => unreachable!("the fields are taken only here"),
+            },
+            Ok(Poll::Ready(Err(error))) => Poll::Ready(Err(error)),
+            Err(report) => {
+                // The inner future is in no state to be polled again.
+                this.future.set(None);
+                Poll::Ready(Err(answer(&report)))
+            }
+        }
+    }
+}
