@@ -6,6 +6,9 @@
 #
 #   bash benches/instructions.sh [N]       (N = 2000 by default; needs valgrind and python3)
 #
+# KINDS="unprotected crashguard-layer" measures only those servers; BINARY=path measures that
+# build of the load benchmark instead of building it (to compare two versions of the code).
+#
 # With CALLGRIND_DIR=dir, each run's profile is kept there as KIND-COUNT.callgrind, for
 # `callgrind_annotate --inclusive=no` to say where a server's extra instructions go.
 #
@@ -15,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-2000}
 
-binary=$(bash benches/load_bench_binary.sh)
+binary=${BINARY:-$(bash benches/load_bench_binary.sh)}
 
 # Sends `count` requests for /ok on one keep-alive connection to the address on stdin's first
 # line, checking each answer.
@@ -51,7 +54,7 @@ instructions() {
 }
 
 printf '| server | instructions per request | runs (N, 2N) |\n|---|---:|---|\n'
-for kind in unprotected tower-http crashguard crashguard-layer; do
+for kind in ${KINDS:-unprotected tower-http crashguard crashguard-layer}; do
   once=$(instructions "$kind" "$requests")
   twice=$(instructions "$kind" $((2 * requests)))
   per_request=$(( (twice - once) / requests ))

@@ -134,8 +134,8 @@ impl TraceContext {
 }
 
 /// Where the panic on this thread sits in a distributed trace: the `traceparent` of the request
-/// being served, else, with the feature `opentelemetry`, the current span's OpenTelemetry
-/// context (through `tracing-opentelemetry`, then OpenTelemetry's own current context).
+/// being served, else, with the feature `opentelemetry`, the current `tracing` span's
+/// OpenTelemetry ids (through `tracing-opentelemetry`).
 pub(crate) fn current_trace() -> Option<TraceContext> {
     current_request(|request| {
         request
@@ -149,16 +149,21 @@ pub(crate) fn current_trace() -> Option<TraceContext> {
 fn opentelemetry_trace() -> Option<TraceContext> {
     use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let of = |context: opentelemetry::Context| {
-        let span = context.span();
-        let ids = span.span_context();
-        TraceContext::of_ids(
-            ids.trace_id().to_bytes(),
-            ids.span_id().to_bytes(),
-            ids.trace_flags().to_u8(),
-        )
-    };
-    of(tracing::Span::current().context()).or_else(|| of(opentelemetry::Context::current()))
+    // Not OpenTelemetry's own current context: it lives in a thread-local that a panic in a
+    // thread-local destructor would find destroyed, and the hook would panic. tracing's current
+    // span is found without one.
+    let span = tracing::Span::current();
+    if span.is_none() {
+        return None;
+    }
+    let context = span.context();
+    let span = context.span();
+    let ids = span.span_context();
+    TraceContext::of_ids(
+        ids.trace_id().to_bytes(),
+        ids.span_id().to_bytes(),
+        ids.trace_flags().to_u8(),
+    )
 }
 
 #[cfg(not(feature = "opentelemetry"))]

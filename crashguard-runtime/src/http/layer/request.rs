@@ -2,7 +2,8 @@
 //! arrives: clones of parts that share their bytes with it, so nothing is allocated per request.
 
 use http::header::{HeaderName, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Uri};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Request};
 
 use crate::context::ServedRequest;
 
@@ -13,7 +14,9 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 #[derive(Debug)]
 pub(super) struct RequestFields {
     method: Method,
-    uri: Uri,
+    /// The path and query alone: an HTTP/2 request's scheme and authority are never recorded,
+    /// and cloning them would cost every request.
+    path: Option<PathAndQuery>,
     /// The template axum matched, when the layer is on a `Router` (`Router::layer`).
     #[cfg(feature = "axum")]
     route: Option<axum::extract::MatchedPath>,
@@ -40,7 +43,7 @@ impl RequestFields {
         }
         RequestFields {
             method: request.method().clone(),
-            uri: request.uri().clone(),
+            path: request.uri().path_and_query().cloned(),
             #[cfg(feature = "axum")]
             route: request
                 .extensions()
@@ -59,7 +62,7 @@ impl ServedRequest for RequestFields {
     }
 
     fn path(&self) -> &str {
-        self.uri.path()
+        self.path.as_ref().map_or("", PathAndQuery::path)
     }
 
     /// axum's matched template; for a gRPC call, its path, which names the method
@@ -69,7 +72,7 @@ impl ServedRequest for RequestFields {
         if let Some(route) = &self.route {
             return Some(route.as_str());
         }
-        self.grpc.then(|| self.uri.path())
+        self.grpc.then(|| self.path())
     }
 
     fn request_id(&self) -> Option<&[u8]> {
