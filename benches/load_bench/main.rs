@@ -181,13 +181,16 @@ fn bench(options: &Options) {
                     round + 1,
                     server.kind.name()
                 );
-                let before = server.cpu_time();
+                let (before, client_before) = (server.cpu_time(), own_cpu_time());
                 let mut tallies = drive(server.addr, &STORM, options);
-                cpu[index].push(micros_per_request(server.cpu_time() - before, &tallies));
+                let server_cpu = micros_per_request(server.cpu_time() - before, &tallies);
+                let client_cpu = micros_per_request(own_cpu_time() - client_before, &tallies);
+                cpu[index].push(server_cpu);
                 let mut boom = tallies.pop().unwrap();
                 let mut ok = tallies.pop().unwrap();
                 eprintln!(
-                    "  /ok {:.0}/s, p99 {:.2} ms; /boom {:.0}/s, p99 {:.2} ms",
+                    "  /ok {:.0}/s, p99 {:.2} ms; /boom {:.0}/s, p99 {:.2} ms; CPU per request: \
+                     server {server_cpu:.1} µs, this client {client_cpu:.1} µs",
                     ok.per_second(options.measure),
                     ok.percentile(0.99).as_secs_f64() * 1e3,
                     boom.per_second(options.measure),
@@ -252,4 +255,20 @@ fn bench(options: &Options) {
 
     println!("{}", table(&mut rows, options));
     println!("{}", summary(&mut rows, &installs, &shutdowns));
+}
+
+/// The CPU time this process (the load client; the servers are children) has used, user and
+/// system, all threads.
+fn own_cpu_time() -> std::time::Duration {
+    // SAFETY: getrusage fills the struct it is given, which is plain data.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec as u64)
+            + std::time::Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }

@@ -433,13 +433,18 @@ mod tests {
     #[test]
     fn a_thread_parked_in_a_named_function_shows_it_in_the_dump() {
         crate::unwind::prepare();
+        // Parked until the test is done with it, however long resolving names takes.
         #[inline(never)]
-        fn parked_in_a_named_function(parked: std::sync::mpsc::Sender<i32>) {
+        fn parked_in_a_named_function(
+            parked: std::sync::mpsc::Sender<i32>,
+            release: std::sync::mpsc::Receiver<()>,
+        ) {
             parked.send(crate::os::current_thread_id()).unwrap();
-            std::thread::sleep(Duration::from_secs(2));
+            let _ = release.recv();
         }
         let (parked, tid) = std::sync::mpsc::channel();
-        std::thread::spawn(move || parked_in_a_named_function(parked));
+        let (release, released) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || parked_in_a_named_function(parked, released));
         let tid = tid.recv().unwrap();
         std::thread::sleep(Duration::from_millis(20));
         install_answer();
@@ -449,5 +454,7 @@ mod tests {
         let text = render(&trace, Names::FromDebugInfo);
         assert!(text.contains("parked_in_a_named_function"), "{text}");
         assert_eq!(thread_state(tid).as_deref(), Some("sleeping"));
+        release.send(()).unwrap();
+        thread.join().unwrap();
     }
 }
