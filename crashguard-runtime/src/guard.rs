@@ -42,8 +42,16 @@ pub(crate) fn catch_serving<R>(
     request: &(dyn ServedRequest + 'static),
     run: impl FnOnce() -> R,
 ) -> Result<R, PanicReport> {
-    forget_stale_panic();
     let _scope = RequestScope::enter(request);
+    catch_unnamed(run)
+}
+
+/// Runs `run`, a panic in which comes back as its report; no function or request is named
+/// beyond what is already on this thread.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+#[inline]
+pub(crate) fn catch_unnamed<R>(run: impl FnOnce() -> R) -> Result<R, PanicReport> {
+    forget_stale_panic();
     catch_unwind(AssertUnwindSafe(run)).map_err(|payload| take_caught(&*payload, None))
 }
 

@@ -36,8 +36,8 @@ use actix_web::http::StatusCode;
 use actix_web::{Either, HttpResponse, ResponseError};
 
 use super::{Problem, INCIDENT_ID_HEADER, PROBLEM_JSON};
-use crate::guard::{catch_serving, FromPanic};
-use crate::panic::{forget_stale_panic, take_caught, PanicReport};
+use crate::guard::{catch_serving, catch_unnamed, FromPanic};
+use crate::panic::PanicReport;
 use crate::state::IncidentId;
 
 mod body;
@@ -247,12 +247,10 @@ where
             self.ready_panicked.set(panicked);
             return Poll::Ready(Ok(()));
         }
-        forget_stale_panic();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.service.poll_ready(cx)))
-        {
+        match catch_unnamed(|| self.service.poll_ready(cx)) {
             Ok(ready) => ready,
-            Err(payload) => {
-                self.ready_panicked.set(Some(take_caught(&*payload, None)));
+            Err(report) => {
+                self.ready_panicked.set(Some(report));
                 Poll::Ready(Ok(()))
             }
         }
@@ -311,7 +309,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let answer = |report: &PanicReport| Panicked::new(report, (this.answer)(report)).into();
+        // A custom answer that panics as well (its own record is written) gives way to
+        // crashguard's.
+        let answer = |report: &PanicReport| {
+            let response = catch_unnamed(|| (this.answer)(report))
+                .unwrap_or_else(|_| problem_response(report.incident_id()));
+            Panicked::new(report, response).into()
+        };
         if let Some(report) = this.panicked.take() {
             return Poll::Ready(Err(answer(&report)));
         }
@@ -335,5 +339,100 @@ where
                 Poll::Ready(Err(answer(&report)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future as _;
+
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    /// A service whose first `poll_ready` panics, and whose calls panic when asked to.
+    struct Breaks {
+        polls: Cell<u32>,
+    }
+
+    impl Service<ServiceRequest> for Breaks {
+        type Response = ServiceResponse;
+        type Error = actix_web::Error;
+        type Future = Ready<Result<ServiceResponse, actix_web::Error>>;
+
+        fn poll_ready(&self, _: &mut Context<'_>) -> Poll<Result<(), actix_web::Error>> {
+            self.polls.set(self.polls.get() + 1);
+            if self.polls.get() == 1 {
+                panic!("the pool is in a state it never expected");
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&self, request: ServiceRequest) -> Self::Future {
+            if request.path() == "/boom" {
+                panic!("the handler broke");
+            }
+            ready(Ok(request.into_response(HttpResponse::Ok().finish())))
+        }
+    }
+
+    /// The middleware around [`Breaks`], with `guard`'s answer.
+    fn guarded<A>(guard: CrashGuard<A>) -> CrashGuardMiddleware<Breaks, A>
+    where
+        A: Fn(&PanicReport) -> HttpResponse,
+    {
+        let service = Breaks {
+            polls: Cell::new(0),
+        };
+        match Transform::new_transform(&guard, service).into_inner() {
+            Ok(middleware) => middleware,
+            Err(()) => unreachable!("the transform cannot fail"),
+        }
+    }
+
+    /// What the middleware answered `path` with: the status and the incident header, if any.
+    fn answer<A>(middleware: &CrashGuardMiddleware<Breaks, A>, path: &str) -> (u16, Option<String>)
+    where
+        A: Fn(&PanicReport) -> HttpResponse,
+    {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            middleware.poll_ready(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        let request = TestRequest::with_uri(path).to_srv_request();
+        let mut future = std::pin::pin!(middleware.call(request));
+        let Poll::Ready(answered) = future.as_mut().poll(&mut cx) else {
+            panic!("the answer is ready at once");
+        };
+        let response = match answered {
+            Ok(response) => response.into_parts().1.map_into_boxed_body(),
+            Err(error) => error.error_response(),
+        };
+        let incident = response
+            .headers()
+            .get(INCIDENT_ID_HEADER)
+            .map(|id| id.to_str().unwrap().to_owned());
+        (response.status().as_u16(), incident)
+    }
+
+    #[test]
+    fn a_panic_in_poll_ready_answers_the_next_request_and_the_service_recovers() {
+        let middleware = guarded(CrashGuard::new());
+        let (status, incident) = answer(&middleware, "/ok");
+        assert_eq!(status, 500);
+        assert!(incident.is_some());
+        assert_eq!(answer(&middleware, "/ok"), (200, None), "ready again");
+    }
+
+    #[test]
+    fn a_custom_answer_that_panics_too_gives_way_to_crashguards() {
+        let middleware = guarded(CrashGuard::custom(|_: &PanicReport| -> HttpResponse {
+            panic!("the answer broke too")
+        }));
+        let _ = answer(&middleware, "/ok");
+        let (status, incident) = answer(&middleware, "/boom");
+        assert_eq!(status, 500);
+        assert!(incident.is_some(), "crashguard's answer names the incident");
     }
 }

@@ -2,7 +2,6 @@
 //! the response future, the response body) is caught, recorded with the request's fields, and
 //! answered: an HTTP problem+json 500, or, to a gRPC request, `grpc-status: 13`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -10,8 +9,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Problem;
-use crate::guard::catch_serving;
-use crate::panic::{forget_stale_panic, take_caught, PanicReport};
+use crate::guard::{catch_serving, catch_unnamed};
+use crate::panic::PanicReport;
 
 mod body;
 mod request;
@@ -161,11 +160,10 @@ where
         if self.ready_panicked.is_some() {
             return Poll::Ready(Ok(()));
         }
-        forget_stale_panic();
-        match catch_unwind(AssertUnwindSafe(|| self.inner.poll_ready(cx))) {
+        match catch_unnamed(|| self.inner.poll_ready(cx)) {
             Ok(ready) => ready,
-            Err(payload) => {
-                self.ready_panicked = Some(take_caught(&*payload, None));
+            Err(report) => {
+                self.ready_panicked = Some(report);
                 Poll::Ready(Ok(()))
             }
         }
@@ -206,6 +204,39 @@ mod tests {
         fn call(&mut self, _: Request<()>) -> Self::Future {
             unreachable!("never ready, so never called")
         }
+    }
+
+    /// A service whose every call panics.
+    struct PanicsWhenCalled;
+
+    impl Service<Request<()>> for PanicsWhenCalled {
+        type Response = Response<String>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            panic!("the handler broke")
+        }
+    }
+
+    #[test]
+    fn a_custom_answer_that_panics_too_gives_way_to_a_bare_500_with_the_incident() {
+        use http_body::Body as _;
+        let answer = |_: &PanicReport| -> Response<String> { panic!("the answer broke too") };
+        let mut service = CrashGuardLayer::custom(answer).layer(PanicsWhenCalled);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+        let mut answered = std::pin::pin!(service.call(Request::new(())));
+        let Poll::Ready(Ok(response)) = answered.as_mut().poll(&mut cx) else {
+            panic!("the answer is ready at once");
+        };
+        assert_eq!(response.status(), 500);
+        assert!(response.headers().contains_key("x-incident-id"));
+        assert!(response.body().is_end_stream(), "no body");
     }
 
     #[test]

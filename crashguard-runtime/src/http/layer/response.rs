@@ -10,7 +10,7 @@ use http::Response;
 use super::body::GuardedBody;
 use super::request::RequestFields;
 use super::PanicAnswer;
-use crate::guard::catch_serving;
+use crate::guard::{catch_serving, catch_unnamed};
 use crate::panic::PanicReport;
 
 pin_project_lite::pin_project! {
@@ -104,5 +104,19 @@ fn answer<B, P: PanicAnswer>(
         *response.headers_mut() = crate::http::grpc::internal_status(report.incident_id(), true);
         return response;
     }
-    answer.answer(report).map(GuardedBody::answer)
+    match catch_unnamed(|| answer.answer(report)) {
+        Ok(response) => response.map(GuardedBody::answer),
+        // The answer panicked too (its own record is written): crashguard's 500, without a body,
+        // which is of the answer's type.
+        Err(_) => {
+            let mut response = Response::new(GuardedBody::empty());
+            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            if let Ok(id) = http::HeaderValue::try_from(report.incident_id().to_string()) {
+                response
+                    .headers_mut()
+                    .insert(crate::http::INCIDENT_ID_HEADER, id);
+            }
+            response
+        }
+    }
 }
