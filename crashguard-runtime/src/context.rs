@@ -11,11 +11,40 @@ thread_local! {
     static GUARDED_FUNCTION: Cell<Option<&'static str>> = const { Cell::new(None) };
     /// The request being served on this thread, if an integration said so.
     static CURRENT_REQUEST: Cell<Option<NonNull<dyn ServedRequest>>> = const { Cell::new(None) };
+    /// The current span's OpenTelemetry ids, read when the innermost scope was entered: the hook
+    /// reads this copy, never the span, whose locks a panic may hold.
+    static SCOPE_TRACE: Cell<Option<TraceContext>> = const { Cell::new(None) };
+}
+
+/// While alive, the current span's OpenTelemetry ids are this thread's scope trace (feature
+/// `opentelemetry`; nothing without it); restores the outer ids on drop.
+pub(crate) struct TraceScope {
+    #[cfg(feature = "opentelemetry")]
+    outer: Option<TraceContext>,
+}
+
+impl TraceScope {
+    #[inline]
+    fn enter() -> TraceScope {
+        TraceScope {
+            #[cfg(feature = "opentelemetry")]
+            outer: SCOPE_TRACE.with(|current| current.replace(opentelemetry_trace())),
+        }
+    }
+}
+
+impl Drop for TraceScope {
+    #[inline]
+    fn drop(&mut self) {
+        #[cfg(feature = "opentelemetry")]
+        SCOPE_TRACE.with(|current| current.set(self.outer));
+    }
 }
 
 /// Names the guarded function on this thread while alive; restores the outer name on drop.
 pub(crate) struct FunctionScope {
     outer: Option<&'static str>,
+    _trace: TraceScope,
 }
 
 impl FunctionScope {
@@ -23,6 +52,7 @@ impl FunctionScope {
     pub(crate) fn enter(function: &'static str) -> FunctionScope {
         FunctionScope {
             outer: GUARDED_FUNCTION.with(|current| current.replace(Some(function))),
+            _trace: TraceScope::enter(),
         }
     }
 }
@@ -134,24 +164,25 @@ impl TraceContext {
 }
 
 /// Where the panic on this thread sits in a distributed trace: the `traceparent` of the request
-/// being served, else, with the feature `opentelemetry`, the current `tracing` span's
-/// OpenTelemetry ids (through `tracing-opentelemetry`).
+/// being served, else, with the feature `opentelemetry`, the OpenTelemetry ids of the `tracing`
+/// span that was current when the innermost crashguard scope (a guarded function's poll, a step
+/// of serving a request) was entered. Reads no lock: the hook may run while one is held.
 pub(crate) fn current_trace() -> Option<TraceContext> {
     current_request(|request| {
         request
             .and_then(ServedRequest::traceparent)
             .and_then(TraceContext::parse)
     })
-    .or_else(opentelemetry_trace)
+    .or_else(|| SCOPE_TRACE.with(Cell::get))
 }
 
 #[cfg(feature = "opentelemetry")]
 fn opentelemetry_trace() -> Option<TraceContext> {
     use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    // Not OpenTelemetry's own current context: it lives in a thread-local that a panic in a
-    // thread-local destructor would find destroyed, and the hook would panic. tracing's current
-    // span is found without one.
+    // Through tracing's current span, which is found in any state of the thread; not
+    // OpenTelemetry's own current context, a thread-local a thread-local destructor may find
+    // destroyed.
     let span = tracing::Span::current();
     if span.is_none() {
         return None;
@@ -166,11 +197,6 @@ fn opentelemetry_trace() -> Option<TraceContext> {
     )
 }
 
-#[cfg(not(feature = "opentelemetry"))]
-fn opentelemetry_trace() -> Option<TraceContext> {
-    None
-}
-
 /// Bytes `parse` checked to be hex digits, as text.
 fn ascii(hex: &[u8]) -> &str {
     std::str::from_utf8(hex).unwrap_or_default()
@@ -181,6 +207,7 @@ fn ascii(hex: &[u8]) -> &str {
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) struct RequestScope<'a> {
     outer: Option<NonNull<dyn ServedRequest>>,
+    _trace: TraceScope,
     /// The scope borrows the request, so the request outlives it.
     _request: PhantomData<&'a dyn ServedRequest>,
 }
@@ -192,6 +219,7 @@ impl<'a> RequestScope<'a> {
     pub(crate) fn enter(request: &'a (dyn ServedRequest + 'static)) -> RequestScope<'a> {
         RequestScope {
             outer: CURRENT_REQUEST.with(|current| current.replace(Some(NonNull::from(request)))),
+            _trace: TraceScope::enter(),
             _request: PhantomData,
         }
     }

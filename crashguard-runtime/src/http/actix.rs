@@ -93,6 +93,8 @@ impl<T> FromPanic for Either<T, HttpResponse> {
 #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub struct Panicked {
     incident: IncidentId,
+    /// The answer's status, for whoever asks the error (a logger, a tracing middleware).
+    status: StatusCode,
     /// Taken by the first `error_response`; later ones build the default answer again.
     response: RefCell<Option<HttpResponse>>,
 }
@@ -101,6 +103,7 @@ impl Panicked {
     fn new(report: &PanicReport, response: HttpResponse) -> Panicked {
         Panicked {
             incident: report.incident_id(),
+            status: response.status(),
             response: RefCell::new(Some(response)),
         }
     }
@@ -131,7 +134,7 @@ impl fmt::Display for Panicked {
 
 impl ResponseError for Panicked {
     fn status_code(&self) -> StatusCode {
-        StatusCode::INTERNAL_SERVER_ERROR
+        self.status
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -430,6 +433,35 @@ mod tests {
         let middleware = guarded(CrashGuard::custom(|_: &PanicReport| -> HttpResponse {
             panic!("the answer broke too")
         }));
+        let _ = answer(&middleware, "/ok");
+        let (status, incident) = answer(&middleware, "/boom");
+        assert_eq!(status, 500);
+        assert!(incident.is_some(), "crashguard's answer names the incident");
+    }
+
+    #[test]
+    fn the_error_reports_the_status_of_the_answer_it_carries() {
+        let report = crate::catch("demo", || panic!("the handler broke")).unwrap_err();
+        let answered = Panicked::new(&report, HttpResponse::ServiceUnavailable().finish());
+        assert_eq!(answered.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answered.error_response().status(), 503);
+        // Asked again, the error answers with crashguard's 500, which names the incident.
+        let again = answered.error_response();
+        assert_eq!(again.status(), 500);
+        assert_eq!(
+            again
+                .headers()
+                .get(INCIDENT_ID_HEADER)
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            report.incident_id().to_string()
+        );
+    }
+
+    #[test]
+    fn a_handler_panic_is_answered_with_crashguards_500() {
+        let middleware = guarded(CrashGuard::new());
         let _ = answer(&middleware, "/ok");
         let (status, incident) = answer(&middleware, "/boom");
         assert_eq!(status, 500);
