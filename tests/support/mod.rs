@@ -399,3 +399,20 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Reads a response whose body panics after its first chunk: the status and `first` arrive, then
+/// the body ends with an error (the server cut it), within 10 s each: the client never hangs and
+/// never takes the cut body for a whole one.
+pub async fn first_chunk_then_cut(mut response: reqwest::Response, first: &[u8]) {
+    assert_eq!(response.status(), 200, "the head went out before the panic");
+    let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        .await
+        .expect("the first chunk arrives")
+        .expect("the first chunk reads");
+    assert_eq!(chunk.as_deref(), Some(first));
+    let rest = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        .await
+        .expect("the client does not hang");
+    let error = rest.expect_err("the body is cut, not ended as if whole");
+    assert!(error.is_body() || error.is_decode(), "{error:?}");
+}
